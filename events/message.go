@@ -1,0 +1,228 @@
+package events
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+// Op is the kind of change a Request asks for. Every change of a seat goes
+// through the queue and is decided by the worker.
+type Op string
+
+const (
+	OpAssign Op = "assign"
+	OpResend Op = "resend"
+	OpRevoke Op = "revoke"
+	OpClaim  Op = "claim"
+)
+
+// Request is one message on the requests stream. Its ID is the request id:
+// the Nats-Msg-Id it is published with and the primary key of its row in
+// the request ledger, so a duplicate publish and a redelivery are both
+// recognised. Requests carry no secret: a claim carries the SHA-256 of the
+// invitation token, never the token.
+type Request struct {
+	ID         string      `json:"id"`
+	Op         Op          `json:"op"`
+	CustomerID string      `json:"customer_id,omitempty"` // the authenticated caller
+	MemberID   string      `json:"member_id,omitempty"`   // set for member sessions
+	Assign     *SeatAssign `json:"assign,omitempty"`
+	SeatID     string      `json:"seat_id,omitempty"`    // resend, revoke
+	TokenHash  string      `json:"token_hash,omitempty"` // claim: hex SHA-256 of the invitation token
+	BatchID    string      `json:"batch_id,omitempty"`
+	BatchIndex int         `json:"batch_index,omitempty"`
+	// ReplyTo is a core NATS subject where the ingress that accepted the
+	// request waits for its Result; empty when nobody waits.
+	ReplyTo     string    `json:"reply_to,omitempty"`
+	SubmittedAt time.Time `json:"submitted_at"`
+}
+
+// ErrMalformed marks a message that can never be applied.
+var ErrMalformed = errors.New("malformed request")
+
+// DecodeRequest parses and checks a Request from a queue message. A request
+// it accepts is safe to apply: ids are UUIDs and an assign body passes the
+// same validation as the HTTP API.
+func DecodeRequest(data []byte) (Request, error) {
+	var r Request
+	if err := json.Unmarshal(data, &r); err != nil {
+		return Request{}, fmt.Errorf("%w: %v", ErrMalformed, err)
+	}
+	if err := r.Check(); err != nil {
+		return Request{}, err
+	}
+	return r, nil
+}
+
+// Check reports whether r is well formed.
+func (r Request) Check() error {
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("%w: %s", ErrMalformed, fmt.Sprintf(format, args...))
+	}
+	if !isUUID(r.ID) {
+		return bad("id %q is not a UUID", r.ID)
+	}
+	if r.CustomerID != "" && !isUUID(r.CustomerID) {
+		return bad("customer_id is not a UUID")
+	}
+	if r.MemberID != "" && !isUUID(r.MemberID) {
+		return bad("member_id is not a UUID")
+	}
+	if r.BatchID != "" && !isUUID(r.BatchID) {
+		return bad("batch_id is not a UUID")
+	}
+	if r.BatchIndex < 0 {
+		return bad("negative batch_index")
+	}
+	switch r.Op {
+	case OpAssign:
+		if r.CustomerID == "" || r.Assign == nil {
+			return bad("assign needs customer_id and assign")
+		}
+		if errs := r.Assign.Validate(); len(errs) > 0 {
+			return bad("%s", (&ValidationError{Detail: errs}).Error())
+		}
+	case OpResend, OpRevoke:
+		if r.CustomerID == "" || !isUUID(r.SeatID) {
+			return bad("%s needs customer_id and seat_id", r.Op)
+		}
+	case OpClaim:
+		if len(r.TokenHash) != 64 {
+			return bad("claim needs a token_hash")
+		}
+	default:
+		return bad("unknown op %q", r.Op)
+	}
+	return nil
+}
+
+func isUUID(s string) bool {
+	u, err := uuid.Parse(s)
+	return err == nil && u.String() == s
+}
+
+// Result is the worker's answer to a Request. It is stored in the request
+// ledger and sent to the waiting ingress, which turns it into an HTTP
+// response with Code.HTTPStatus().
+type Result struct {
+	RequestID string        `json:"request_id"`
+	Code      Code          `json:"code"`
+	Detail    string        `json:"detail,omitempty"`
+	Seat      *CustomerSeat `json:"seat,omitempty"`
+	// SessionID is the customer or member session created by a claim; the
+	// ingress derives the session token from it (see storage.Keys).
+	SessionID string `json:"session_id,omitempty"`
+}
+
+// OK reports whether the request succeeded.
+func (r Result) OK() bool { return r.Code == CodeOK }
+
+// Code names an outcome; the HTTP layer maps it to a status in one place.
+type Code string
+
+const (
+	CodeOK                  Code = "ok"
+	CodeInvalid             Code = "invalid_request"
+	CodeUnauthorized        Code = "unauthorized"
+	CodeForbidden           Code = "forbidden"
+	CodeSeatPricingDisabled Code = "seat_pricing_disabled"
+	CodeNotFound            Code = "not_found"
+	CodeOrderNotPaid        Code = "order_not_paid"
+	CodeNoAvailableSeats    Code = "no_available_seats"
+	CodeAlreadyAssigned     Code = "already_assigned"
+	CodeNotPending          Code = "seat_not_pending"
+	CodeInvalidToken        Code = "invalid_invitation_token"
+	CodeConflict            Code = "conflict"
+	CodeTooLarge            Code = "request_too_large"
+	CodeRateLimited         Code = "rate_limited"
+	CodeDeadLettered        Code = "dead_lettered"
+	CodeUnavailable         Code = "unavailable"
+	CodeInternal            Code = "internal_error"
+)
+
+var statuses = map[Code]int{
+	CodeOK:                  200,
+	CodeInvalid:             422,
+	CodeUnauthorized:        401,
+	CodeForbidden:           403,
+	CodeSeatPricingDisabled: 403,
+	CodeNotFound:            404,
+	CodeOrderNotPaid:        400,
+	CodeNoAvailableSeats:    400,
+	CodeAlreadyAssigned:     400,
+	CodeNotPending:          400,
+	CodeInvalidToken:        400,
+	CodeConflict:            409,
+	CodeTooLarge:            413,
+	CodeRateLimited:         429,
+	CodeDeadLettered:        500,
+	CodeUnavailable:         503,
+	CodeInternal:            500,
+}
+
+// HTTPStatus is the status code an HTTP response with this outcome carries.
+func (c Code) HTTPStatus() int {
+	if s, ok := statuses[c]; ok {
+		return s
+	}
+	return 500
+}
+
+// Error is an error that carries a Code, so any layer can return an outcome
+// and the edge can map it without string matching.
+type Error struct {
+	Code   Code
+	Detail string
+}
+
+func (e *Error) Error() string { return fmt.Sprintf("%s: %s", e.Code, e.Detail) }
+
+// Errorf builds an *Error.
+func Errorf(code Code, format string, args ...any) *Error {
+	return &Error{Code: code, Detail: fmt.Sprintf(format, args...)}
+}
+
+// ErrorCode returns the Code carried by err, CodeOK for nil and
+// CodeInternal for errors that carry none.
+func ErrorCode(err error) Code {
+	if err == nil {
+		return CodeOK
+	}
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Code
+	}
+	return CodeInternal
+}
+
+// SeatEventType names a seat life-cycle event.
+type SeatEventType string
+
+const (
+	SeatAssigned     SeatEventType = "customer_seat.assigned"
+	SeatClaimedEvent SeatEventType = "customer_seat.claimed"
+	SeatRevokedEvent SeatEventType = "customer_seat.revoked"
+)
+
+// SeatEvent is published once per change of a seat, in the order the
+// changes were committed. Version counts the seat's changes from 1, so a
+// consumer can detect a gap or a reordering.
+type SeatEvent struct {
+	ID        string        `json:"id"`
+	Type      SeatEventType `json:"type"`
+	Timestamp time.Time     `json:"timestamp"`
+	Version   int           `json:"version"`
+	Data      CustomerSeat  `json:"data"`
+}
+
+// MailRequest asks the mailer to deliver one invitation. It names the
+// invitation only; the mailer reads everything else (and derives the
+// token) itself, so no secret travels through the stream.
+type MailRequest struct {
+	InvitationID string `json:"invitation_id"`
+	SeatID       string `json:"seat_id"`
+}

@@ -1,0 +1,58 @@
+package events
+
+import (
+	"encoding/json"
+	"time"
+)
+
+// SeatStatus is the life-cycle state of a seat.
+type SeatStatus string
+
+const (
+	SeatPending SeatStatus = "pending"
+	SeatClaimed SeatStatus = "claimed"
+	SeatRevoked SeatStatus = "revoked"
+)
+
+// SeatAssign is the body of POST /v1/customer-portal/seats after decoding
+// and validation: exactly one container id and exactly one recipient field
+// are set, ids are canonical lower-case UUIDs.
+type SeatAssign struct {
+	SubscriptionID     string          `json:"subscription_id,omitempty"`
+	CheckoutID         string          `json:"checkout_id,omitempty"`
+	OrderID            string          `json:"order_id,omitempty"`
+	Email              string          `json:"email,omitempty"`
+	ExternalCustomerID string          `json:"external_customer_id,omitempty"`
+	CustomerID         string          `json:"customer_id,omitempty"`
+	Metadata           json.RawMessage `json:"metadata,omitempty"`
+	ImmediateClaim     bool            `json:"immediate_claim,omitempty"`
+}
+
+// CustomerSeat is the API's view of a seat. Every property of the schema is
+// always present, null where absent.
+type CustomerSeat struct {
+	CreatedAt                time.Time       `json:"created_at"`
+	ModifiedAt               *time.Time      `json:"modified_at"`
+	ID                       string          `json:"id"`
+	SubscriptionID           *string         `json:"subscription_id"`
+	OrderID                  *string         `json:"order_id"`
+	Status                   SeatStatus      `json:"status"`
+	CustomerID               *string         `json:"customer_id"`
+	MemberID                 *string         `json:"member_id"`
+	Email                    *string         `json:"email"`
+	CustomerEmail            *string         `json:"customer_email"`
+	InvitationTokenExpiresAt *time.Time      `json:"invitation_token_expires_at"`
+	ClaimedAt                *time.Time      `json:"claimed_at"`
+	RevokedAt                *time.Time      `json:"revoked_at"`
+	SeatMetadata             json.RawMessage `json:"seat_metadata"`
+}
+
+// MarshalJSON keeps seat_metadata null rather than omitting it when unset.
+func (s CustomerSeat) MarshalJSON() ([]byte, error) {
+	type plain CustomerSeat
+	p := plain(s)
+	if len(p.SeatMetadata) == 0 {
+		p.SeatMetadata = json.RawMessage("null")
+	}
+	return json.Marshal(p)
+}
