@@ -1,0 +1,260 @@
+// Package config is the configuration shared by seatd and seatctl: flags
+// with environment fallbacks, defaults that work on one machine with no
+// configuration at all, and how to reach (or start) Postgres and NATS from
+// them. Both binaries resolve the same data dir to the same database and
+// NATS server.
+package config
+
+import (
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Config is every setting of seatd.
+type Config struct {
+	HTTPAddr           string
+	DatabaseURL        string
+	NATSURL            string
+	DataDir            string
+	SyncTimeout        time.Duration
+	PublicURL          string
+	SMTPURL            string
+	MailFrom           string
+	SecretKey          string
+	InvitationTTL      time.Duration
+	ExpiredInvitations string // keep | release
+	NATSFsync          string // always | a duration such as 1s
+	NATSReplicas       int
+	RateLimit          float64
+	RateBurst          int
+	WorkerBatch        int
+	MaxDeliveries      int
+	LogLevel           string
+}
+
+// Defaults returns the configuration used when nothing is set.
+func Defaults() Config {
+	return Config{
+		HTTPAddr:           "127.0.0.1:8080",
+		DataDir:            "./.seatd",
+		SyncTimeout:        10 * time.Second,
+		PublicURL:          "http://127.0.0.1:8080",
+		MailFrom:           "seatd <no-reply@seatd.localhost>",
+		InvitationTTL:      24 * time.Hour,
+		ExpiredInvitations: "keep",
+		NATSFsync:          "always",
+		NATSReplicas:       1,
+		RateLimit:          50,
+		RateBurst:          100,
+		WorkerBatch:        64,
+		MaxDeliveries:      10,
+		LogLevel:           "info",
+	}
+}
+
+type setting struct {
+	flag, env, usage string
+	secret           bool
+	ptr              any
+}
+
+func (c *Config) settings() []setting {
+	return []setting{
+		{"http-addr", "SEATD_HTTP_ADDR", "HTTP listen address", false, &c.HTTPAddr},
+		{"database-url", "DATABASE_URL", "Postgres URL (unset: 127.0.0.1:5432 if it answers, else a private cluster in the data dir)", true, &c.DatabaseURL},
+		{"nats-url", "NATS_URL", "NATS URL (unset: an embedded JetStream server in the data dir)", true, &c.NATSURL},
+		{"data-dir", "SEATD_DATA_DIR", "directory for the embedded NATS store, a private Postgres, mail drops and the secret key", false, &c.DataDir},
+		{"sync-timeout", "SEATD_SYNC_TIMEOUT", "how long a sync request waits for the worker before answering 202", false, &c.SyncTimeout},
+		{"public-url", "SEATD_PUBLIC_URL", "base URL of claim links in invitation emails", false, &c.PublicURL},
+		{"smtp-url", "SMTP_URL", "smtp://user:pass@host:port[?tls=starttls|none] or smtps://... (unset: write .eml files to <data dir>/mail)", true, &c.SMTPURL},
+		{"mail-from", "SEATD_MAIL_FROM", "sender of invitation emails", false, &c.MailFrom},
+		{"secret-key", "SEATD_SECRET_KEY", "secret (hex or base64, >= 32 bytes) tokens are derived from; shared by every replica (unset: <data dir>/secret.key)", true, &c.SecretKey},
+		{"invitation-ttl", "SEATD_INVITATION_TTL", "how long an invitation link stays valid", false, &c.InvitationTTL},
+		{"expired-invitations", "SEATD_EXPIRED_INVITATIONS", "keep (Polar's behaviour) or release (revoke expired pending seats, freeing them)", false, &c.ExpiredInvitations},
+		{"nats-fsync", "SEATD_NATS_FSYNC", "embedded JetStream file store sync: always, or an interval such as 1s", false, &c.NATSFsync},
+		{"nats-replicas", "SEATD_NATS_REPLICAS", "stream replicas (3 on a NATS cluster)", false, &c.NATSReplicas},
+		{"rate-limit", "SEATD_RATE_LIMIT", "write requests per second per token (0: unlimited)", false, &c.RateLimit},
+		{"rate-burst", "SEATD_RATE_BURST", "burst of write requests per token", false, &c.RateBurst},
+		{"worker-batch", "SEATD_WORKER_BATCH", "requests applied per transaction", false, &c.WorkerBatch},
+		{"max-deliveries", "SEATD_MAX_DELIVERIES", "deliveries before a failing request is dead-lettered", false, &c.MaxDeliveries},
+		{"log-level", "SEATD_LOG_LEVEL", "debug, info, warn or error", false, &c.LogLevel},
+	}
+}
+
+// Register adds every setting to fs as a flag, with the environment
+// variable (when set) as its default.
+func (c *Config) Register(fs *flag.FlagSet) error {
+	for _, s := range c.settings() {
+		env, set := os.LookupEnv(s.env)
+		usage := fmt.Sprintf("%s (env %s)", s.usage, s.env)
+		var err error
+		switch p := s.ptr.(type) {
+		case *string:
+			if set {
+				*p = env
+			}
+			fs.StringVar(p, s.flag, *p, usage)
+		case *time.Duration:
+			if set {
+				*p, err = time.ParseDuration(env)
+			}
+			fs.DurationVar(p, s.flag, *p, usage)
+		case *int:
+			if set {
+				*p, err = strconv.Atoi(env)
+			}
+			fs.IntVar(p, s.flag, *p, usage)
+		case *float64:
+			if set {
+				*p, err = strconv.ParseFloat(env, 64)
+			}
+			fs.Float64Var(p, s.flag, *p, usage)
+		}
+		if err != nil {
+			return fmt.Errorf("%s=%q: %v", s.env, env, err)
+		}
+	}
+	return nil
+}
+
+// Validate checks values that flags cannot.
+func (c *Config) Validate() error {
+	switch c.ExpiredInvitations {
+	case "keep", "release":
+	default:
+		return fmt.Errorf("SEATD_EXPIRED_INVITATIONS must be keep or release, not %q", c.ExpiredInvitations)
+	}
+	if _, err := c.Fsync(); err != nil {
+		return err
+	}
+	if c.SyncTimeout <= 0 || c.InvitationTTL <= 0 {
+		return errors.New("SEATD_SYNC_TIMEOUT and SEATD_INVITATION_TTL must be positive")
+	}
+	if u, err := url.Parse(c.PublicURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fmt.Errorf("SEATD_PUBLIC_URL must be an http(s) URL, not %q", c.PublicURL)
+	}
+	return nil
+}
+
+// Fsync is the embedded file store's sync interval; 0 means every write.
+func (c *Config) Fsync() (time.Duration, error) {
+	if c.NATSFsync == "always" || c.NATSFsync == "" {
+		return 0, nil
+	}
+	d, err := time.ParseDuration(c.NATSFsync)
+	if err != nil || d <= 0 {
+		return 0, fmt.Errorf("SEATD_NATS_FSYNC must be always or a positive duration, not %q", c.NATSFsync)
+	}
+	return d, nil
+}
+
+// Print writes the effective configuration, one setting a line, with
+// secrets masked.
+func (c *Config) Print(w io.Writer) {
+	fmt.Fprintln(w, "seatd configuration:")
+	for _, s := range c.settings() {
+		v := fmt.Sprint(reflectValue(s.ptr))
+		if s.secret && v != "" {
+			v = Mask(v)
+		}
+		if v == "" {
+			v = "(unset)"
+		}
+		fmt.Fprintf(w, "  %-26s %s\n", s.env, v)
+	}
+}
+
+func reflectValue(p any) any {
+	switch p := p.(type) {
+	case *string:
+		return *p
+	case *time.Duration:
+		return *p
+	case *int:
+		return *p
+	case *float64:
+		return *p
+	}
+	return ""
+}
+
+// Mask hides the password of a URL, or all of a value that is not a URL
+// with credentials.
+func Mask(v string) string {
+	u, err := url.Parse(v)
+	if err == nil && u.Scheme != "" && u.Host != "" {
+		if u.User != nil {
+			if _, has := u.User.Password(); has {
+				u.User = url.UserPassword(u.User.Username(), "xxxxx")
+			}
+		}
+		q := u.Query()
+		for k := range q {
+			if strings.Contains(strings.ToLower(k), "pass") || strings.Contains(strings.ToLower(k), "secret") {
+				q.Set(k, "xxxxx")
+			}
+		}
+		u.RawQuery = q.Encode()
+		return strings.Replace(u.String(), "xxxxx", "*****", -1)
+	}
+	return "*****"
+}
+
+// Secret returns the token secret: SEATD_SECRET_KEY, or the key file in the
+// data dir, created on first use (0600). Every replica of one deployment
+// must share it.
+func (c *Config) Secret() ([]byte, error) {
+	if c.SecretKey != "" {
+		return decodeKey(c.SecretKey)
+	}
+	path := filepath.Join(c.DataDir, "secret.key")
+	if b, err := os.ReadFile(path); err == nil {
+		return decodeKey(strings.TrimSpace(string(b)))
+	}
+	if err := os.MkdirAll(c.DataDir, 0o755); err != nil {
+		return nil, err
+	}
+	key := make([]byte, 32)
+	if _, err := rand.Read(key); err != nil {
+		return nil, err
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if errors.Is(err, os.ErrExist) { // another process won the race
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return nil, err
+		}
+		return decodeKey(strings.TrimSpace(string(b)))
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	if _, err := f.WriteString(hex.EncodeToString(key) + "\n"); err != nil {
+		return nil, err
+	}
+	return key, f.Sync()
+}
+
+func decodeKey(s string) ([]byte, error) {
+	if b, err := hex.DecodeString(s); err == nil && len(b) >= 32 {
+		return b, nil
+	}
+	for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.RawStdEncoding, base64.URLEncoding, base64.RawURLEncoding} {
+		if b, err := enc.DecodeString(s); err == nil && len(b) >= 32 {
+			return b, nil
+		}
+	}
+	return nil, errors.New("secret key must be at least 32 bytes, hex or base64 encoded")
+}

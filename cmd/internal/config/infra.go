@@ -1,0 +1,123 @@
+package config
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/seatd/seatd/events"
+	"github.com/seatd/seatd/storage"
+)
+
+// Database returns the URL of seatd's database: DATABASE_URL, else
+// 127.0.0.1:5432 when it answers, else a private cluster under the data
+// dir that stop shuts down.
+func (c *Config) Database(ctx context.Context, log *slog.Logger) (string, func() error, error) {
+	return storage.EnsurePostgres(ctx, c.DatabaseURL, filepath.Join(c.DataDir, "postgres"), "seatd", log)
+}
+
+// NATS holds a connection to NATS and, when seatd runs one, the embedded
+// server.
+type NATS struct {
+	Conn     *nats.Conn
+	JS       jetstream.JetStream
+	URL      string
+	shutdown func()
+}
+
+// Close drains the connection and stops an embedded server.
+func (n *NATS) Close() {
+	if n.Conn != nil {
+		_ = n.Conn.Drain()
+		deadline := time.Now().Add(5 * time.Second)
+		for !n.Conn.IsClosed() && time.Now().Before(deadline) {
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	if n.shutdown != nil {
+		n.shutdown()
+	}
+}
+
+// ConnectNATS connects to NATS_URL; without it, to the embedded server of
+// a seatd already running on this data dir, or it starts one (embed=true)
+// and records its URL in the data dir for seatctl and other roles.
+func (c *Config) ConnectNATS(ctx context.Context, name string, embed bool, log *slog.Logger) (*NATS, error) {
+	out := &NATS{URL: c.NATSURL}
+	urlFile := filepath.Join(c.DataDir, "nats.url")
+	if out.URL == "" {
+		if b, err := os.ReadFile(urlFile); err == nil {
+			u := strings.TrimSpace(string(b))
+			if nc, err := nats.Connect(u, nats.Timeout(time.Second)); err == nil {
+				nc.Close()
+				out.URL = u
+			}
+		}
+	}
+	if out.URL == "" {
+		if !embed {
+			return nil, fmt.Errorf("no NATS: set NATS_URL, or start `seatd serve` with data dir %s", c.DataDir)
+		}
+		fsync, err := c.Fsync()
+		if err != nil {
+			return nil, err
+		}
+		srv, err := events.StartServer(events.ServerConfig{Port: -1, StoreDir: filepath.Join(c.DataDir, "nats"), Fsync: fsync})
+		if err != nil {
+			return nil, err
+		}
+		out.URL = srv.ClientURL()
+		out.shutdown = func() {
+			_ = os.Remove(urlFile)
+			srv.Shutdown()
+			srv.WaitForShutdown()
+		}
+		if err := os.WriteFile(urlFile, []byte(out.URL+"\n"), 0o644); err != nil {
+			out.shutdown()
+			return nil, err
+		}
+		log.Info("embedded NATS JetStream server started", "url", out.URL, "store", filepath.Join(c.DataDir, "nats"), "fsync", c.NATSFsync)
+	}
+	nc, err := events.Connect(out.URL, name)
+	if err != nil {
+		out.Close()
+		return nil, fmt.Errorf("nats: %w", err)
+	}
+	out.Conn = nc
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(1024))
+	if err != nil {
+		out.Close()
+		return nil, err
+	}
+	out.JS = js
+	sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := events.SetupStreams(sctx, js, events.StreamConfig{Replicas: c.NATSReplicas}); err != nil {
+		out.Close()
+		return nil, err
+	}
+	return out, nil
+}
+
+// Keys returns the token keys from the secret.
+func (c *Config) Keys() (storage.Keys, error) {
+	secret, err := c.Secret()
+	if err != nil {
+		return storage.Keys{}, fmt.Errorf("secret key: %w", err)
+	}
+	return storage.NewKeys(secret)
+}
+
+// Logger returns a text logger at the configured level.
+func (c *Config) Logger() *slog.Logger {
+	var lvl slog.Level
+	_ = lvl.UnmarshalText([]byte(c.LogLevel))
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lvl}))
+}

@@ -1,0 +1,10 @@
+// Package ingress is seatd's thin HTTP edge.
+//
+// It authenticates the bearer token, validates the body, records the
+// request as queued in the ledger, publishes it to JetStream and waits a
+// bounded time for the worker's answer (or answers 202 at once for
+// Prefer: respond-async). It never decides anything about seats: every
+// change goes through the queue to the worker, and reads come straight
+// from Postgres. Outcomes map to HTTP statuses in one place
+// (events.Code.HTTPStatus); unknown errors become 500 without details.
+package ingress

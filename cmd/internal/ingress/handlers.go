@@ -1,0 +1,388 @@
+package ingress
+
+import (
+	"encoding/json"
+	"errors"
+	"html/template"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/seatd/seatd/events"
+	"github.com/seatd/seatd/storage"
+)
+
+// readBody reads at most limit bytes; a longer body is 413.
+func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, error) {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
+	var tooBig *http.MaxBytesError
+	if errors.As(err, &tooBig) {
+		return nil, events.Errorf(events.CodeTooLarge, "Request body exceeds %d bytes", limit)
+	}
+	if err != nil {
+		return nil, events.Errorf(events.CodeInvalid, "Could not read the request body")
+	}
+	return body, nil
+}
+
+func invalid(errs ...events.FieldError) *events.ValidationError {
+	return &events.ValidationError{Detail: errs}
+}
+
+// idempotencyKey validates the Idempotency-Key header: 1 to 255 printable
+// ASCII characters, or absent.
+func idempotencyKey(r *http.Request) (string, error) {
+	vals := r.Header.Values("Idempotency-Key")
+	if len(vals) == 0 {
+		return "", nil
+	}
+	k := vals[0]
+	ok := len(vals) == 1 && len(k) >= 1 && len(k) <= 255
+	for i := 0; ok && i < len(k); i++ {
+		ok = k[i] >= 0x20 && k[i] < 0x7f
+	}
+	if !ok {
+		return "", invalid(events.FieldError{Loc: []any{"header", "Idempotency-Key"},
+			Msg: "Idempotency-Key must be 1 to 255 printable ASCII characters", Type: "value_error"})
+	}
+	return k, nil
+}
+
+func wantsAsync(r *http.Request) bool {
+	for _, v := range r.Header.Values("Prefer") {
+		for _, p := range strings.Split(v, ",") {
+			if strings.EqualFold(strings.TrimSpace(p), "respond-async") {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// writePrelude authenticates, rate-limits and reads the body of a write
+// endpoint. It answers and returns ok=false on any failure.
+func (s *Server) writePrelude(w http.ResponseWriter, r *http.Request, limit int64) (storage.Session, string, []byte, bool) {
+	sess, err := s.auth(r, storage.ScopeWrite, true)
+	if err != nil {
+		s.fail(w, err)
+		return sess, "", nil, false
+	}
+	if !s.allow(w, sess.ID) {
+		return sess, "", nil, false
+	}
+	key, err := idempotencyKey(r)
+	if err != nil {
+		s.fail(w, err)
+		return sess, "", nil, false
+	}
+	var body []byte
+	if limit > 0 {
+		if body, err = readBody(w, r, limit); err != nil {
+			s.fail(w, err)
+			return sess, "", nil, false
+		}
+	}
+	return sess, key, body, true
+}
+
+func (s *Server) allow(w http.ResponseWriter, key string) bool {
+	ok, retry := s.limiter.allow(key)
+	if !ok {
+		w.Header().Set("Retry-After", strconv.Itoa(int(retry.Round(time.Second)/time.Second)+1))
+		writeError(w, events.Errorf(events.CodeRateLimited, "Too many requests; retry later"))
+	}
+	return ok
+}
+
+func newRequest(op events.Op, sess storage.Session) events.Request {
+	return events.Request{ID: newRequestID(), Op: op, CustomerID: sess.CustomerID, MemberID: sess.MemberID,
+		SubmittedAt: time.Now().UTC()}
+}
+
+// POST /v1/customer-portal/seats
+func (s *Server) assign(w http.ResponseWriter, r *http.Request) {
+	sess, key, body, ok := s.writePrelude(w, r, MaxBody)
+	if !ok {
+		return
+	}
+	a, errs := events.DecodeSeatAssign(body)
+	if errs != nil {
+		s.fail(w, invalid(errs...))
+		return
+	}
+	req := newRequest(events.OpAssign, sess)
+	req.Assign = &a
+	req.ReplyTo = s.inbox + "." + req.ID
+	canonical, _ := json.Marshal(a)
+	s.submit(w, r, submission{req: req, key: key, bodyHash: hashOf([]byte(events.OpAssign), canonical), async: wantsAsync(r)})
+}
+
+// POST /v1/customer-portal/seats/{id}/resend
+func (s *Server) resend(w http.ResponseWriter, r *http.Request) { s.seatOp(w, r, events.OpResend) }
+
+// DELETE /v1/customer-portal/seats/{id}
+func (s *Server) revoke(w http.ResponseWriter, r *http.Request) { s.seatOp(w, r, events.OpRevoke) }
+
+func (s *Server) seatOp(w http.ResponseWriter, r *http.Request, op events.Op) {
+	sess, key, _, ok := s.writePrelude(w, r, 0)
+	if !ok {
+		return
+	}
+	seatID := strings.ToLower(r.PathValue("id"))
+	req := newRequest(op, sess)
+	req.SeatID = seatID
+	if req.Check() != nil { // not a UUID: no such seat
+		writeError(w, events.Errorf(events.CodeNotFound, "Seat not found"))
+		return
+	}
+	req.ReplyTo = s.inbox + "." + req.ID
+	s.submit(w, r, submission{req: req, key: key, bodyHash: hashOf([]byte(op), []byte(seatID)), async: wantsAsync(r)})
+}
+
+// POST /v1/customer-seats/claim: no session; the token is the credential.
+func (s *Server) claim(w http.ResponseWriter, r *http.Request) {
+	if !s.allow(w, "claim:"+clientIP(r)) {
+		return
+	}
+	key, err := idempotencyKey(r)
+	if err != nil {
+		s.fail(w, err)
+		return
+	}
+	body, err := readBody(w, r, MaxBody)
+	if err != nil {
+		s.fail(w, err)
+		return
+	}
+	var in struct {
+		Token *string `json:"invitation_token"`
+	}
+	if err := json.Unmarshal(body, &in); err != nil {
+		s.fail(w, invalid(events.FieldError{Loc: []any{"body"}, Msg: "JSON decode error or wrong type: " + err.Error(), Type: "json_invalid"}))
+		return
+	}
+	if in.Token == nil || *in.Token == "" || len(*in.Token) > 512 {
+		s.fail(w, invalid(events.FieldError{Loc: []any{"body", "invitation_token"}, Msg: "Field required: a non-empty string of at most 512 characters", Type: "missing"}))
+		return
+	}
+	hash := storage.HashTokenHex(*in.Token)
+	req := events.Request{ID: newRequestID(), Op: events.OpClaim, TokenHash: hash, SubmittedAt: time.Now().UTC()}
+	req.ReplyTo = s.inbox + "." + req.ID
+	s.submit(w, r, submission{req: req, key: key, bodyHash: hashOf([]byte(events.OpClaim), []byte(hash)), async: wantsAsync(r)})
+}
+
+// GET /v1/customer-seats/claim/{token}: read-only, safe for mail scanners.
+func (s *Server) claimInfo(w http.ResponseWriter, r *http.Request) {
+	info, err := s.cfg.DB.ClaimInfoByToken(r.Context(), r.PathValue("token"))
+	if err != nil {
+		s.fail(w, err)
+		return
+	}
+	writeJSON(w, 200, info)
+}
+
+// GET /v1/customer-portal/seats?subscription_id=... | order_id=...
+func (s *Server) list(w http.ResponseWriter, r *http.Request) {
+	sess, err := s.auth(r, storage.ScopeRead, false)
+	if err != nil {
+		s.fail(w, err)
+		return
+	}
+	q := r.URL.Query()
+	sub, ord := q.Get("subscription_id"), q.Get("order_id")
+	if (sub == "") == (ord == "") {
+		s.fail(w, invalid(events.FieldError{Loc: []any{"query"}, Msg: "exactly one of subscription_id or order_id must be provided", Type: "value_error"}))
+		return
+	}
+	list, err := s.cfg.DB.ListSeats(r.Context(), sess.CustomerID, strings.ToLower(sub), strings.ToLower(ord))
+	if err != nil {
+		s.fail(w, err)
+		return
+	}
+	writeJSON(w, 200, map[string]any{"seats": list.Seats, "available_seats": list.AvailableSeats, "total_seats": list.TotalSeats})
+}
+
+// requestView is the public shape of a request's state.
+type requestView struct {
+	RequestID string               `json:"request_id"`
+	Index     *int                 `json:"index,omitempty"`
+	Status    string               `json:"status"`
+	Seat      *events.CustomerSeat `json:"seat"`
+	Error     *requestError        `json:"error"`
+}
+
+type requestError struct {
+	Status int    `json:"status"`
+	Error  string `json:"error"`
+	Detail string `json:"detail"`
+}
+
+func viewOf(rec storage.Record) requestView {
+	v := requestView{RequestID: rec.ID, Status: rec.Status}
+	if res := rec.Result; res != nil {
+		if res.OK() {
+			v.Seat = res.Seat
+		} else {
+			v.Error = &requestError{Status: res.Code.HTTPStatus(), Error: string(res.Code), Detail: res.Detail}
+		}
+	}
+	return v
+}
+
+// GET /v1/customer-portal/seats/requests/{id}
+func (s *Server) getRequest(w http.ResponseWriter, r *http.Request) {
+	sess, err := s.auth(r, storage.ScopeRead, false)
+	if err != nil {
+		s.fail(w, err)
+		return
+	}
+	rec, err := s.cfg.DB.Request(r.Context(), strings.ToLower(r.PathValue("id")), sess.CustomerID)
+	if err != nil {
+		s.fail(w, err)
+		return
+	}
+	writeJSON(w, 200, viewOf(rec))
+}
+
+// POST /v1/customer-portal/seats/batch
+func (s *Server) batch(w http.ResponseWriter, r *http.Request) {
+	sess, key, body, ok := s.writePrelude(w, r, MaxBatchBody)
+	if !ok {
+		return
+	}
+	var in struct {
+		Items []json.RawMessage `json:"items"`
+	}
+	if err := json.Unmarshal(body, &in); err != nil {
+		s.fail(w, invalid(events.FieldError{Loc: []any{"body"}, Msg: "JSON decode error or wrong type: " + err.Error(), Type: "json_invalid"}))
+		return
+	}
+	if len(in.Items) < 1 || len(in.Items) > MaxBatchItems {
+		s.fail(w, invalid(events.FieldError{Loc: []any{"body", "items"}, Msg: "items must hold 1 to 1000 seat assignments", Type: "value_error"}))
+		return
+	}
+	batchID := newRequestID()
+	now := time.Now().UTC()
+	reqs := make([]events.Request, len(in.Items))
+	var errs []events.FieldError
+	canon := make([][]byte, 0, len(in.Items)+1)
+	canon = append(canon, []byte("batch"))
+	for i, raw := range in.Items {
+		a, fe := events.DecodeSeatAssign(raw)
+		if fe != nil {
+			errs = append(errs, events.WithPrefix([]any{"body", "items", i}, stripBody(fe))...)
+			continue
+		}
+		reqs[i] = events.Request{ID: newRequestID(), Op: events.OpAssign, CustomerID: sess.CustomerID, MemberID: sess.MemberID,
+			Assign: &a, BatchID: batchID, BatchIndex: i, SubmittedAt: now}
+		c, _ := json.Marshal(a)
+		canon = append(canon, c)
+	}
+	if errs != nil {
+		s.fail(w, invalid(errs...)) // nothing of an invalid batch is published
+		return
+	}
+	b, err := s.cfg.DB.SubmitBatch(r.Context(), batchID, sess.CustomerID, key, hashOf(canon...), reqs)
+	if err != nil {
+		s.fail(w, err)
+		return
+	}
+	if b.Replayed {
+		w.Header().Set("Idempotent-Replayed", "true")
+	} else {
+		// The batch is in the ledger; a publish that fails here is redone
+		// by the worker's requeue sweeper, so the batch is accepted either way.
+		if err := s.publishAll(r, reqs); err != nil {
+			s.log.Warn("batch publish incomplete; the requeuer will finish it", "batch_id", batchID, "err", err)
+		}
+	}
+	w.Header().Set("Location", "/v1/customer-portal/seats/batches/"+b.ID)
+	writeJSON(w, http.StatusAccepted, map[string]any{"batch_id": b.ID, "status": "queued", "size": len(reqs)})
+}
+
+// stripBody drops the leading "body" of a loc, so batch items read
+// ["body", "items", i, "email"].
+func stripBody(errs []events.FieldError) []events.FieldError {
+	out := make([]events.FieldError, len(errs))
+	for i, e := range errs {
+		if len(e.Loc) > 0 && e.Loc[0] == "body" {
+			e.Loc = e.Loc[1:]
+		}
+		out[i] = e
+	}
+	return out
+}
+
+func (s *Server) publishAll(r *http.Request, reqs []events.Request) error {
+	return PublishAll(r.Context(), s.cfg.JS, reqs)
+}
+
+// GET /v1/customer-portal/seats/batches/{id}
+func (s *Server) getBatch(w http.ResponseWriter, r *http.Request) {
+	sess, err := s.auth(r, storage.ScopeRead, false)
+	if err != nil {
+		s.fail(w, err)
+		return
+	}
+	b, err := s.cfg.DB.Batch(r.Context(), strings.ToLower(r.PathValue("id")), sess.CustomerID)
+	if err != nil {
+		s.fail(w, err)
+		return
+	}
+	counts := map[string]int{"queued": 0, "succeeded": 0, "failed": 0}
+	items := make([]requestView, len(b.Items))
+	for i, rec := range b.Items {
+		counts[rec.Status]++
+		items[i] = viewOf(rec)
+		idx := rec.BatchIndex
+		items[i].Index = &idx
+	}
+	status := "completed"
+	if counts["queued"] > 0 {
+		status = "queued"
+	}
+	writeJSON(w, 200, map[string]any{"batch_id": b.ID, "status": status, "size": b.Size, "counts": counts, "items": items})
+}
+
+var claimTmpl = template.Must(template.New("claim").Parse(`<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Claim your seat</title>
+<meta name="viewport" content="width=device-width, initial-scale=1"></head>
+<body style="font-family: sans-serif; max-width: 32rem; margin: 3rem auto;">
+{{if .OK}}<h1>Join {{.Info.ProductName}}</h1>
+<p>{{.Info.OrganizationName}} invited <strong>{{.Info.CustomerEmail}}</strong>.</p>
+<form id="f"><button type="submit">Claim seat</button></form><p id="out"></p>
+<script>
+document.getElementById("f").addEventListener("submit", async (e) => {
+  e.preventDefault();
+  const r = await fetch("/v1/customer-seats/claim", {method: "POST", headers: {"Content-Type": "application/json"},
+    body: JSON.stringify({invitation_token: {{.Token}}})});
+  document.getElementById("out").textContent = r.ok ? "Your seat is claimed." : "This invitation is no longer valid.";
+});
+</script>{{else}}<h1>Invitation not found</h1><p>This invitation link is invalid, expired or already used.</p>{{end}}
+</body></html>`))
+
+// GET /claim?token=...: the page the invitation email links to. Reading it
+// changes nothing; the button claims.
+func (s *Server) claimPage(w http.ResponseWriter, r *http.Request) {
+	token := r.URL.Query().Get("token")
+	info, err := s.cfg.DB.ClaimInfoByToken(r.Context(), token)
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("Referrer-Policy", "no-referrer")
+	status := 200
+	if err != nil {
+		status = 404
+	}
+	w.WriteHeader(status)
+	_ = claimTmpl.Execute(w, map[string]any{"OK": err == nil, "Info": info, "Token": token})
+}
+
+func clientIP(r *http.Request) string {
+	host := r.RemoteAddr
+	if i := strings.LastIndexByte(host, ':'); i > 0 {
+		host = host[:i]
+	}
+	return host
+}

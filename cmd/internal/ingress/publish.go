@@ -1,0 +1,54 @@
+package ingress
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/seatd/seatd/events"
+)
+
+// PublishAll publishes requests pipelined (many in flight at once, not a
+// round trip each) with their ids as Nats-Msg-Id, and waits for every ack.
+func PublishAll(ctx context.Context, js jetstream.JetStream, reqs []events.Request) error {
+	const window = 512
+	pending := make([]jetstream.PubAckFuture, 0, window)
+	flush := func() error {
+		timeout := time.NewTimer(30 * time.Second)
+		defer timeout.Stop()
+		for _, f := range pending {
+			select {
+			case <-f.Ok():
+			case err := <-f.Err():
+				return err
+			case <-timeout.C:
+				return fmt.Errorf("no publish ack within 30s")
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+		pending = pending[:0]
+		return nil
+	}
+	for _, r := range reqs {
+		data, err := r.Encode()
+		if err != nil {
+			return err
+		}
+		m := nats.NewMsg(events.RequestsSubject)
+		m.Data = data
+		f, err := js.PublishMsgAsync(m, jetstream.WithMsgID(r.ID))
+		if err != nil {
+			return err
+		}
+		if pending = append(pending, f); len(pending) == window {
+			if err := flush(); err != nil {
+				return err
+			}
+		}
+	}
+	return flush()
+}

@@ -1,0 +1,69 @@
+package seatdtest
+
+import (
+	"context"
+	"time"
+)
+
+// Tenant is an organization with one customer who bought seats.
+type Tenant struct {
+	OrgID          string
+	CustomerID     string
+	CustomerEmail  string
+	Token          string // customer session with read and write scopes
+	SubscriptionID string
+}
+
+// TenantOptions shape a Tenant.
+type TenantOptions struct {
+	Seats       int // subscription seats; default 5
+	NoPricing   bool
+	MemberModel bool
+	Product     string
+}
+
+// Tenant provisions an organization, a customer, a subscription and a
+// customer session.
+func (e *Env) Tenant(opts TenantOptions) Tenant {
+	e.T.Helper()
+	ctx := context.Background()
+	if opts.Seats == 0 {
+		opts.Seats = 5
+	}
+	var t Tenant
+	var err error
+	must := func(err error) {
+		e.T.Helper()
+		if err != nil {
+			e.T.Fatal(err)
+		}
+	}
+	t.OrgID, err = e.DB.CreateOrganization(ctx, "Acme", !opts.NoPricing, opts.MemberModel)
+	must(err)
+	t.CustomerEmail = "buyer-" + t.OrgID[:8] + "@example.com"
+	t.CustomerID, err = e.DB.CreateCustomer(ctx, t.OrgID, t.CustomerEmail, "")
+	must(err)
+	t.SubscriptionID, err = e.DB.CreatePool(ctx, "subscription", t.CustomerID, opts.Product, opts.Seats, "active")
+	must(err)
+	t.Token = e.Session(t.CustomerID, "")
+	return t
+}
+
+// Session creates a session (customer, or member when memberID is set)
+// with the given scopes (default read and write).
+func (e *Env) Session(customerID, memberID string, scopes ...string) string {
+	e.T.Helper()
+	tok, _, err := e.DB.CreateSession(context.Background(), customerID, memberID, scopes, time.Hour)
+	if err != nil {
+		e.T.Fatal(err)
+	}
+	return tok
+}
+
+// Must returns v, or panics on err (which fails the test).
+func Must[T any](v T, err error) T {
+	if err != nil {
+		panic(err)
+	}
+	return v
+}

@@ -1,0 +1,339 @@
+// Command seatctl is seatd's operator CLI: provisioning, seat inspection,
+// bulk import and dead letters. Every command prints one JSON object on
+// stdout (errors go to stderr with a non-zero exit), so scripts and tests
+// can drive it. It reads the same environment as seatd (DATABASE_URL,
+// NATS_URL, SEATD_DATA_DIR, ...) and so finds the same database.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/seatd/seatd/cmd/internal/config"
+	"github.com/seatd/seatd/events"
+	"github.com/seatd/seatd/storage"
+)
+
+const usage = `usage: seatctl COMMAND [flags]
+
+  org create --name NAME [--seat-pricing=true|false] [--member-model]
+  customer create --org ORG --email EMAIL [--external-id EXT]
+  member create --customer CUST --email EMAIL [--role owner|billing_manager|member]
+  subscription create --customer CUST --seats N [--product NAME] [--status active|canceled]
+  subscription set-seats SUB N
+  order create --customer CUST --seats N [--product NAME] [--status paid|pending]
+  checkout create (--subscription SUB | --order ORD)
+  session create (--customer CUST | --member MEM) [--scope S]... [--ttl 1h]
+  seat show SEAT
+  import (--subscription SUB | --order ORD) [--dry-run] [--report PATH] FILE|-
+  dlq list | dlq show ID | dlq replay (ID | --all) | dlq purge
+
+Configuration comes from the same environment as seatd (DATABASE_URL,
+NATS_URL, SEATD_DATA_DIR, SEATD_SECRET_KEY).`
+
+// exitError carries an exit status other than 1.
+type exitError struct{ code int }
+
+func (e exitError) Error() string { return fmt.Sprintf("exit status %d", e.code) }
+
+func main() {
+	ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer cancel()
+	err := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
+	var ee exitError
+	switch {
+	case err == nil:
+	case errors.As(err, &ee):
+		os.Exit(ee.code)
+	default:
+		fmt.Fprintln(os.Stderr, "seatctl:", err)
+		os.Exit(1)
+	}
+}
+
+// env is what every command works with.
+type env struct {
+	ctx    context.Context
+	cfg    config.Config
+	log    *slog.Logger
+	stdin  io.Reader
+	stdout io.Writer
+	stderr io.Writer
+	db     *storage.DB
+	close  []func()
+}
+
+func (e *env) open() error {
+	url, stop, err := e.cfg.Database(e.ctx, e.log)
+	if err != nil {
+		return err
+	}
+	e.close = append(e.close, func() { _ = stop() })
+	if err := storage.Migrate(e.ctx, url); err != nil {
+		return err
+	}
+	db, err := storage.Open(e.ctx, url)
+	if err != nil {
+		return err
+	}
+	e.close = append(e.close, db.Close)
+	e.db = db
+	return nil
+}
+
+func (e *env) nats() (*config.NATS, error) {
+	n, err := e.cfg.ConnectNATS(e.ctx, "seatctl", false, e.log)
+	if err != nil {
+		return nil, err
+	}
+	e.close = append(e.close, n.Close)
+	return n, nil
+}
+
+func (e *env) print(v any) error {
+	enc := json.NewEncoder(e.stdout)
+	return enc.Encode(v)
+}
+
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		fmt.Fprintln(stderr, usage)
+		if len(args) == 0 {
+			return exitError{2}
+		}
+		return nil
+	}
+	e := &env{ctx: ctx, cfg: config.Defaults(), stdin: stdin, stdout: stdout, stderr: stderr}
+	e.cfg.LogLevel = "warn"
+	defer func() {
+		for i := len(e.close) - 1; i >= 0; i-- {
+			e.close[i]()
+		}
+	}()
+	cmd := args[0]
+	rest := args[1:]
+	if cmd != "import" && cmd != "dlq" && len(rest) > 0 && !strings.HasPrefix(rest[0], "-") {
+		cmd += " " + rest[0]
+		rest = rest[1:]
+	}
+	fs := flag.NewFlagSet("seatctl "+cmd, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	if err := e.cfg.Register(fs); err != nil {
+		return err
+	}
+	e.log = e.cfg.Logger()
+	handler, ok := commands[cmd]
+	if !ok {
+		fmt.Fprintln(stderr, usage)
+		return fmt.Errorf("unknown command %q", cmd)
+	}
+	return handler(e, fs, rest)
+}
+
+type command func(e *env, fs *flag.FlagSet, args []string) error
+
+var commands = map[string]command{
+	"org create":             orgCreate,
+	"customer create":        customerCreate,
+	"member create":          memberCreate,
+	"subscription create":    poolCreate("subscription"),
+	"subscription set-seats": subscriptionSetSeats,
+	"order create":           poolCreate("order"),
+	"checkout create":        checkoutCreate,
+	"session create":         sessionCreate,
+	"seat show":              seatShow,
+	"import":                 importCmd,
+	"dlq":                    dlqCmd,
+}
+
+// parse parses flags, allowing them after positional arguments too.
+func parse(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		args = fs.Args()
+		if len(args) == 0 {
+			return pos, nil
+		}
+		pos = append(pos, args[0])
+		args = args[1:]
+	}
+}
+
+func required(name, v string) error {
+	if strings.TrimSpace(v) == "" {
+		return fmt.Errorf("--%s is required", name)
+	}
+	return nil
+}
+
+func orgCreate(e *env, fs *flag.FlagSet, args []string) error {
+	name := fs.String("name", "", "organization name")
+	pricing := fs.Bool("seat-pricing", true, "seat-based pricing enabled")
+	members := fs.Bool("member-model", false, "member model: seats belong to the purchaser, occupants are members")
+	if _, err := parse(fs, args); err != nil {
+		return err
+	}
+	if err := required("name", *name); err != nil {
+		return err
+	}
+	if err := e.open(); err != nil {
+		return err
+	}
+	id, err := e.db.CreateOrganization(e.ctx, *name, *pricing, *members)
+	if err != nil {
+		return describe(err)
+	}
+	return e.print(map[string]string{"id": id})
+}
+
+func customerCreate(e *env, fs *flag.FlagSet, args []string) error {
+	org := fs.String("org", "", "organization id")
+	email := fs.String("email", "", "customer email")
+	ext := fs.String("external-id", "", "external customer id")
+	if _, err := parse(fs, args); err != nil {
+		return err
+	}
+	if err := errors.Join(required("org", *org), required("email", *email)); err != nil {
+		return err
+	}
+	if err := e.open(); err != nil {
+		return err
+	}
+	id, err := e.db.CreateCustomer(e.ctx, *org, *email, *ext)
+	if err != nil {
+		return describe(err)
+	}
+	return e.print(map[string]string{"id": id})
+}
+
+func memberCreate(e *env, fs *flag.FlagSet, args []string) error {
+	cust := fs.String("customer", "", "customer id")
+	email := fs.String("email", "", "member email")
+	role := fs.String("role", "member", "owner, billing_manager or member")
+	if _, err := parse(fs, args); err != nil {
+		return err
+	}
+	if err := errors.Join(required("customer", *cust), required("email", *email)); err != nil {
+		return err
+	}
+	if err := e.open(); err != nil {
+		return err
+	}
+	id, err := e.db.CreateMember(e.ctx, *cust, *email, *role)
+	if err != nil {
+		return describe(err)
+	}
+	return e.print(map[string]string{"id": id})
+}
+
+func poolCreate(kind string) command {
+	return func(e *env, fs *flag.FlagSet, args []string) error {
+		cust := fs.String("customer", "", "customer id (the purchaser)")
+		seats := fs.Int("seats", -1, "number of seats")
+		product := fs.String("product", "Seats", "product name")
+		status := fs.String("status", "", map[string]string{"subscription": "active or canceled", "order": "paid or pending"}[kind])
+		if _, err := parse(fs, args); err != nil {
+			return err
+		}
+		if err := required("customer", *cust); err != nil {
+			return err
+		}
+		if *seats < 0 {
+			return errors.New("--seats N is required (N >= 0)")
+		}
+		if err := e.open(); err != nil {
+			return err
+		}
+		id, err := e.db.CreatePool(e.ctx, kind, *cust, *product, *seats, *status)
+		if err != nil {
+			return describe(err)
+		}
+		return e.print(map[string]string{"id": id})
+	}
+}
+
+func subscriptionSetSeats(e *env, fs *flag.FlagSet, args []string) error {
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 2 {
+		return errors.New("usage: seatctl subscription set-seats SUB N")
+	}
+	var n int
+	if _, err := fmt.Sscan(pos[1], &n); err != nil {
+		return fmt.Errorf("seat count %q is not a number", pos[1])
+	}
+	if err := e.open(); err != nil {
+		return err
+	}
+	if err := e.db.SetSubscriptionSeats(e.ctx, pos[0], n); err != nil {
+		return describe(err)
+	}
+	return e.print(map[string]any{"id": pos[0], "seats": n})
+}
+
+func checkoutCreate(e *env, fs *flag.FlagSet, args []string) error {
+	sub := fs.String("subscription", "", "subscription id")
+	ord := fs.String("order", "", "order id")
+	if _, err := parse(fs, args); err != nil {
+		return err
+	}
+	if err := e.open(); err != nil {
+		return err
+	}
+	id, err := e.db.CreateCheckout(e.ctx, *sub, *ord)
+	if err != nil {
+		return describe(err)
+	}
+	return e.print(map[string]string{"id": id})
+}
+
+type multi []string
+
+func (m *multi) String() string     { return strings.Join(*m, ",") }
+func (m *multi) Set(v string) error { *m = append(*m, v); return nil }
+
+func sessionCreate(e *env, fs *flag.FlagSet, args []string) error {
+	cust := fs.String("customer", "", "customer id (customer session)")
+	mem := fs.String("member", "", "member id (member session)")
+	ttl := fs.Duration("ttl", time.Hour, "session lifetime")
+	var scopes multi
+	fs.Var(&scopes, "scope", "scope (repeatable; default customer_portal:read and customer_portal:write)")
+	if _, err := parse(fs, args); err != nil {
+		return err
+	}
+	if (*cust == "") == (*mem == "") {
+		return errors.New("give exactly one of --customer or --member")
+	}
+	if err := e.open(); err != nil {
+		return err
+	}
+	token, expires, err := e.db.CreateSession(e.ctx, *cust, *mem, scopes, *ttl)
+	if err != nil {
+		return describe(err)
+	}
+	return e.print(map[string]any{"token": token, "expires_at": expires})
+}
+
+// describe turns a coded error into a plain message for the terminal.
+func describe(err error) error {
+	var ce *events.Error
+	if errors.As(err, &ce) {
+		return errors.New(ce.Detail)
+	}
+	return err
+}

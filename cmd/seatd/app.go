@@ -1,0 +1,208 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/seatd/seatd/cmd/internal/config"
+	"github.com/seatd/seatd/cmd/internal/ingress"
+	"github.com/seatd/seatd/storage"
+	"github.com/seatd/seatd/worker"
+)
+
+var errHelp = errors.New("help requested")
+
+// Main is the seatd program: ParseFlags, then Run until its context ends.
+// End-to-end tests drive it the same way.
+type Main struct {
+	Role   string
+	Config config.Config
+	Log    *slog.Logger
+	Out    io.Writer // where the effective configuration is printed
+
+	// Set once Run has started the ingress (tests read it).
+	mu       sync.Mutex
+	httpAddr string
+	ready    chan struct{}
+}
+
+// NewMain returns a Main with default configuration.
+func NewMain() *Main {
+	return &Main{Config: config.Defaults(), Out: os.Stderr, ready: make(chan struct{})}
+}
+
+// ParseFlags reads the role's flags with environment fallbacks.
+func (m *Main) ParseFlags(role string, args []string) error {
+	switch role {
+	case "serve", "ingress", "worker", "mailer", "migrate":
+	default:
+		return fmt.Errorf("unknown role %q (want serve, ingress, worker, mailer or migrate)", role)
+	}
+	m.Role = role
+	fs := flag.NewFlagSet("seatd "+role, flag.ContinueOnError)
+	if err := m.Config.Register(fs); err != nil {
+		return err
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return errHelp
+		}
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments: %v", fs.Args())
+	}
+	if m.Log == nil {
+		m.Log = m.Config.Logger()
+	}
+	return m.Config.Validate()
+}
+
+// HTTPAddr waits until the ingress listens and returns its address.
+func (m *Main) HTTPAddr(ctx context.Context) (string, error) {
+	select {
+	case <-m.ready:
+	case <-ctx.Done():
+		return "", ctx.Err()
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.httpAddr, nil
+}
+
+// Run runs the role until ctx is cancelled, then drains and returns nil.
+func (m *Main) Run(ctx context.Context) error {
+	cfg := &m.Config
+	cfg.Print(m.Out)
+	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
+		return err
+	}
+
+	dbURL, stopDB, err := cfg.Database(ctx, m.Log)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err := stopDB(); err != nil {
+			m.Log.Warn("stopping private postgres", "err", err)
+		}
+	}()
+	if err := storage.Migrate(ctx, dbURL); err != nil {
+		return err
+	}
+	if m.Role == "migrate" {
+		m.Log.Info("migrations applied")
+		return nil
+	}
+	db, err := storage.Open(ctx, dbURL)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	keys, err := cfg.Keys()
+	if err != nil {
+		return err
+	}
+	nc, err := cfg.ConnectNATS(ctx, "seatd-"+m.Role, true, m.Log)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	settings := storage.Settings{Keys: keys, InvitationTTL: cfg.InvitationTTL}
+
+	// Roles run as goroutines; the first to fail stops the others.
+	rctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	errc := make(chan error, 8)
+	start := func(name string, run func(context.Context) error) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := run(rctx); err != nil {
+				errc <- fmt.Errorf("%s: %w", name, err)
+				cancel()
+			}
+		}()
+	}
+	all := m.Role == "serve"
+	if all || m.Role == "worker" {
+		poke := make(chan struct{}, 1)
+		w := worker.New(worker.Config{DB: db, NC: nc.Conn, JS: nc.JS, Settings: settings, Log: m.Log,
+			BatchSize: cfg.WorkerBatch, MaxDeliveries: cfg.MaxDeliveries, Relayed: poke})
+		start("worker", w.Run)
+		relay := &worker.Relay{DB: db, JS: nc.JS, Log: m.Log, Poke: poke}
+		start("relay", relay.Run)
+		requeue := &worker.Requeuer{DB: db, JS: nc.JS, Log: m.Log}
+		start("requeue", requeue.Run)
+		if cfg.ExpiredInvitations == "release" {
+			exp := &worker.Expirer{DB: db, Log: m.Log, Poke: poke}
+			start("expirer", exp.Run)
+		}
+	}
+	if all || m.Role == "mailer" {
+		run, err := m.mailer(db, nc, keys)
+		if err != nil {
+			return err
+		}
+		start("mailer", run)
+	}
+	if all || m.Role == "ingress" {
+		srv, err := ingress.New(ingress.Config{DB: db, NC: nc.Conn, JS: nc.JS, Keys: keys, Log: m.Log,
+			SyncTimeout: cfg.SyncTimeout, RateLimit: cfg.RateLimit, RateBurst: cfg.RateBurst, PublicURL: cfg.PublicURL})
+		if err != nil {
+			return err
+		}
+		defer srv.Close()
+		ln, err := net.Listen("tcp", cfg.HTTPAddr)
+		if err != nil {
+			return err
+		}
+		hs := &http.Server{
+			Handler:           srv,
+			ReadHeaderTimeout: 5 * time.Second,
+			ReadTimeout:       30 * time.Second,
+			WriteTimeout:      cfg.SyncTimeout + 30*time.Second,
+			IdleTimeout:       90 * time.Second,
+			MaxHeaderBytes:    32 << 10,
+			ErrorLog:          slog.NewLogLogger(m.Log.Handler(), slog.LevelWarn),
+		}
+		m.mu.Lock()
+		m.httpAddr = ln.Addr().String()
+		m.mu.Unlock()
+		start("http", func(ctx context.Context) error {
+			go func() {
+				<-ctx.Done()
+				// Stop accepting; let requests in flight get their answers.
+				sctx, cancel := context.WithTimeout(context.Background(), cfg.SyncTimeout+5*time.Second)
+				defer cancel()
+				_ = hs.Shutdown(sctx)
+			}()
+			if err := hs.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+				return err
+			}
+			return nil
+		})
+		m.Log.Info("ingress listening", "addr", m.httpAddr)
+	}
+	close(m.ready)
+	m.Log.Info("seatd running", "role", m.Role)
+	<-rctx.Done()
+	wg.Wait()
+	select {
+	case err := <-errc:
+		return err
+	default:
+	}
+	m.Log.Info("seatd stopped cleanly")
+	return nil
+}

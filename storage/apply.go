@@ -1,0 +1,164 @@
+package storage
+
+import (
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/seatd/seatd/events"
+)
+
+// Caller is the ledger's owner of a request: the customer for portal
+// requests, and the token hash for the unauthenticated claim.
+func Caller(r events.Request) string {
+	if r.Op == events.OpClaim {
+		return "claim:" + r.TokenHash
+	}
+	return r.CustomerID
+}
+
+// Apply applies requests in one transaction and returns one result per
+// request, in order. Each request is recorded in the request ledger in the
+// same transaction as its effect, so applying a request a second time (a
+// duplicate publish, a redelivery after a crash between commit and ack)
+// returns the recorded result and changes nothing.
+//
+// A request that fails for a business reason (no seats, not found, ...)
+// gets a failed result and its partial writes are rolled back to a
+// savepoint; it does not disturb its neighbours. Any other error aborts the
+// whole transaction and is returned: the caller retries, typically one
+// request per transaction, so one bad request cannot block a batch.
+func (db *DB) Apply(ctx context.Context, st Settings, reqs []events.Request) ([]events.Result, error) {
+	results := make([]events.Result, len(reqs))
+	err := db.inTx(ctx, func(tx pgx.Tx) error {
+		now := time.Now().UTC()
+		for i, r := range reqs {
+			res, err := db.applyOne(ctx, tx, st, r, now)
+			if err != nil {
+				return fmt.Errorf("request %s: %w", r.ID, err)
+			}
+			results[i] = res
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return results, nil
+}
+
+func (db *DB) applyOne(ctx context.Context, tx pgx.Tx, st Settings, r events.Request, now time.Time) (events.Result, error) {
+	payload, err := json.Marshal(r)
+	if err != nil {
+		return events.Result{}, err
+	}
+	submitted := r.SubmittedAt
+	if submitted.IsZero() {
+		submitted = now
+	}
+	var batchID *string
+	var batchIndex *int
+	if r.BatchID != "" {
+		batchID, batchIndex = &r.BatchID, &r.BatchIndex
+	}
+	// Requests published without passing the ingress (imports, replays)
+	// have no ledger row yet.
+	if _, err := tx.Exec(ctx, `INSERT INTO requests (id, op, caller, payload, batch_id, batch_index, created_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (id) DO NOTHING`,
+		r.ID, r.Op, Caller(r), payload, batchID, batchIndex, submitted); err != nil {
+		return events.Result{}, err
+	}
+	// The ledger row lock serialises two workers holding the same request.
+	var status string
+	var stored []byte
+	if err := tx.QueryRow(ctx, `UPDATE requests SET deliveries = deliveries + 1 WHERE id = $1
+		RETURNING status, result`, r.ID).Scan(&status, &stored); err != nil {
+		return events.Result{}, err
+	}
+	if status != "queued" {
+		var res events.Result
+		if err := json.Unmarshal(stored, &res); err != nil {
+			return events.Result{}, fmt.Errorf("stored result: %w", err)
+		}
+		return res, nil
+	}
+
+	sp, err := tx.Begin(ctx) // savepoint: a failed request leaves no trace but its ledger entry
+	if err != nil {
+		return events.Result{}, err
+	}
+	var res events.Result
+	switch r.Op {
+	case events.OpAssign:
+		res, err = db.assign(ctx, sp, st, r, now)
+	case events.OpResend:
+		res, err = db.resend(ctx, sp, st, r, now)
+	case events.OpRevoke:
+		res, err = db.revoke(ctx, sp, r, now)
+	case events.OpClaim:
+		res, err = db.claim(ctx, sp, st, r, now)
+	default:
+		err = events.Errorf(events.CodeInvalid, "unknown op %q", r.Op)
+	}
+	var codeErr *events.Error
+	switch {
+	case err == nil:
+		if err := sp.Commit(ctx); err != nil {
+			return events.Result{}, err
+		}
+	case errors.As(err, &codeErr):
+		if err := sp.Rollback(ctx); err != nil {
+			return events.Result{}, err
+		}
+		res = events.Result{Code: codeErr.Code, Detail: codeErr.Detail}
+	default:
+		return events.Result{}, err
+	}
+	res.RequestID = r.ID
+	return res, complete(ctx, tx, res, now)
+}
+
+func complete(ctx context.Context, tx pgx.Tx, res events.Result, now time.Time) error {
+	b, err := json.Marshal(res)
+	if err != nil {
+		return err
+	}
+	status := "succeeded"
+	if !res.OK() {
+		status = "failed"
+	}
+	_, err = tx.Exec(ctx, `UPDATE requests SET status = $2, code = $3, result = $4, completed_at = $5 WHERE id = $1`,
+		res.RequestID, status, res.Code, b, now)
+	return err
+}
+
+// Fail records a terminal failure for a request the worker gave up on (a
+// dead letter), so a poll or a waiting caller gets an answer. A request
+// that already has an outcome keeps it.
+func (db *DB) Fail(ctx context.Context, r events.Request, code events.Code, detail string) (events.Result, error) {
+	res := events.Result{RequestID: r.ID, Code: code, Detail: detail}
+	payload, _ := json.Marshal(r)
+	err := db.inTx(ctx, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `INSERT INTO requests (id, op, caller, payload, created_at)
+			VALUES ($1, $2, $3, $4, now()) ON CONFLICT (id) DO NOTHING`, r.ID, r.Op, Caller(r), payload); err != nil {
+			return err
+		}
+		var status string
+		var stored []byte
+		if err := tx.QueryRow(ctx, `SELECT status, result FROM requests WHERE id = $1 FOR UPDATE`, r.ID).Scan(&status, &stored); err != nil {
+			return err
+		}
+		if status != "queued" {
+			return json.Unmarshal(stored, &res)
+		}
+		return complete(ctx, tx, res, time.Now().UTC())
+	})
+	return res, err
+}
+
+func hexDecode(s string) ([]byte, error) { return hex.DecodeString(s) }

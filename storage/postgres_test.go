@@ -1,0 +1,201 @@
+package storage_test
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/seatd/seatd/storage"
+	"github.com/seatd/seatd/storage/storagetest"
+)
+
+func TestMain(m *testing.M) { storagetest.Main(m) }
+
+func TestMigrateConcurrently(t *testing.T) {
+	url := storagetest.NewEmptyDatabase(t)
+	ctx := t.Context()
+	var wg sync.WaitGroup
+	errs := make([]error, 5)
+	for i := range errs {
+		wg.Go(func() { errs[i] = storage.Migrate(ctx, url) })
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		t.Fatal(err)
+	}
+
+	files, err := filepath.Glob("migrations/*.sql")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no migrations found: %v", err)
+	}
+	conn := connect(t, url)
+	rows, _ := conn.Query(ctx, "SELECT version, name FROM schema_migrations ORDER BY version")
+	type applied struct {
+		Version int
+		Name    string
+	}
+	got, err := pgx.CollectRows(rows, pgx.RowToStructByPos[applied])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != len(files) {
+		t.Fatalf("schema_migrations has %d rows, want one per migration (%d): %v", len(got), len(files), got)
+	}
+	for i, f := range files {
+		name := filepath.Base(f)
+		v, _ := strconv.Atoi(strings.SplitN(name, "_", 2)[0])
+		if got[i] != (applied{v, name}) {
+			t.Errorf("schema_migrations row %d = %v, want %v", i, got[i], applied{v, name})
+		}
+	}
+	var tables int
+	if err := conn.QueryRow(ctx, "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public' AND table_name = 'seats'").Scan(&tables); err != nil || tables != 1 {
+		t.Fatalf("seats table: %d, %v", tables, err)
+	}
+}
+
+func TestEnsurePostgresExplicitURL(t *testing.T) {
+	const url = "postgres://example.invalid/seatd"
+	dsn, stop, err := storage.EnsurePostgres(t.Context(), url, t.TempDir(), "seatd", nil)
+	if err != nil || dsn != url {
+		t.Fatalf("EnsurePostgres = %q, %v; want %q", dsn, err, url)
+	}
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestErrNoPostgresIsOneLine(t *testing.T) {
+	msg := storage.ErrNoPostgres.Error()
+	if strings.Contains(msg, "\n") || !strings.Contains(msg, "DATABASE_URL") {
+		t.Fatalf("ErrNoPostgres = %q", msg)
+	}
+}
+
+// TestEnsurePostgresPrivateCluster skips the 127.0.0.1:5432 probe, so it
+// starts a private cluster even where a server runs there.
+func TestEnsurePostgresPrivateCluster(t *testing.T) {
+	// A directory the postgres user can reach when we are root (t.TempDir's
+	// parent is 0700), so that restarts find the same cluster.
+	parent, err := os.MkdirTemp("", "seatd-ensure-test-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(parent) })
+	if err := os.Chmod(parent, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(parent, "postgres")
+	log := slog.New(slog.NewTextHandler(t.Output(), nil))
+	opts := storage.EnsureOptions{NoProbe: true, Cluster: storage.ClusterOptions{Fast: true}}
+	ensure := func() (string, func() error) {
+		t.Helper()
+		begin := time.Now()
+		dsn, stop, err := storage.EnsurePostgresWith(t.Context(), "", dir, "seatd", log, opts)
+		if errors.Is(err, storage.ErrNoPostgres) {
+			t.Skip(err)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { stop() })
+		t.Logf("EnsurePostgres took %v: %s", time.Since(begin), dsn)
+		return dsn, stop
+	}
+
+	dsn, stop := ensure()
+	if strings.Contains(dsn, ":5432/") {
+		t.Fatalf("private cluster on the default port: %s", dsn)
+	}
+	conn := connect(t, dsn)
+	var db string
+	if err := conn.QueryRow(t.Context(), "SELECT current_database()").Scan(&db); err != nil || db != "seatd" {
+		t.Fatalf("current_database() = %q, %v", db, err)
+	}
+	if _, err := conn.Exec(t.Context(), "CREATE TABLE kept (v text); INSERT INTO kept VALUES ('hello')"); err != nil {
+		t.Fatal(err)
+	}
+	conn.Close(t.Context())
+
+	// As if seatd had crashed: the server outlives it and the next start
+	// adopts it instead of failing on postmaster.pid.
+	dsn2, _ := ensure()
+	if dsn2 != dsn {
+		t.Fatalf("second EnsurePostgres = %s, want the running server %s", dsn2, dsn)
+	}
+	if got := readKept(t, dsn2); got != "hello" {
+		t.Fatalf("kept = %q", got)
+	}
+
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
+	defer cancel()
+	if c, err := pgx.Connect(ctx, dsn); err == nil {
+		c.Close(ctx)
+		t.Fatal("server still answers after stop()")
+	}
+	if err := stop(); err != nil {
+		t.Fatalf("second stop(): %v", err)
+	}
+
+	// Started again, the cluster is reused, data and all.
+	dsn3, stop3 := ensure()
+	if got := readKept(t, dsn3); got != "hello" {
+		t.Fatalf("kept after restart = %q", got)
+	}
+	if err := stop3(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestClusterFallsBackWhenUnreachable(t *testing.T) {
+	// t.TempDir's parent is 0700 and owned by us: only root needs to fall
+	// back, since only root runs PostgreSQL as another user.
+	dir := filepath.Join(t.TempDir(), "postgres")
+	c, err := storage.NewCluster(dir, storage.ClusterOptions{}, slog.New(slog.NewTextHandler(t.Output(), nil)))
+	if errors.Is(err, storage.ErrNoPostgres) {
+		t.Skip(err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Fallback {
+		t.Cleanup(func() { os.RemoveAll(c.Dir) })
+	}
+	if root := os.Geteuid() == 0; c.Fallback != root || (c.Dir == dir) == root {
+		t.Fatalf("root=%v: Dir=%s Fallback=%v", root, c.Dir, c.Fallback)
+	}
+	if c.Fallback && !strings.HasPrefix(c.Dir, "/tmp/") {
+		t.Fatalf("fallback dir %s not under /tmp", c.Dir)
+	}
+}
+
+func readKept(t *testing.T, dsn string) string {
+	t.Helper()
+	var v string
+	if err := connect(t, dsn).QueryRow(t.Context(), "SELECT v FROM kept").Scan(&v); err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+func connect(t *testing.T, url string) *pgx.Conn {
+	t.Helper()
+	conn, err := pgx.Connect(t.Context(), url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close(context.Background()) })
+	return conn
+}

@@ -1,0 +1,119 @@
+package storage
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/seatd/seatd/events"
+)
+
+// SeatList is a pool's seats (including revoked ones) and its capacity.
+type SeatList struct {
+	Seats          []events.CustomerSeat
+	AvailableSeats int
+	TotalSeats     int
+}
+
+// ListSeats lists a subscription's or an order's seats, scoped to owner.
+func (db *DB) ListSeats(ctx context.Context, owner, subscriptionID, orderID string) (SeatList, error) {
+	table, column, id, kind := "subscriptions", "subscription_id", subscriptionID, "Subscription"
+	if orderID != "" {
+		table, column, id, kind = "orders", "order_id", orderID, "Order"
+	}
+	notFound := events.Errorf(events.CodeNotFound, "%s not found", kind)
+	if !isUUIDString(id) {
+		return SeatList{}, notFound
+	}
+	var out SeatList
+	var used int
+	err := db.Pool.QueryRow(ctx, `SELECT seats, seats_used FROM `+table+` WHERE id = $1 AND customer_id = $2`, id, owner).
+		Scan(&out.TotalSeats, &used)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return SeatList{}, notFound
+	}
+	if err != nil {
+		return SeatList{}, err
+	}
+	out.AvailableSeats = max(out.TotalSeats-used, 0)
+	rows, err := db.Pool.Query(ctx, "SELECT "+seatColumns+seatFrom+"WHERE s."+column+" = $1 ORDER BY s.created_at, s.id", id)
+	if err != nil {
+		return SeatList{}, err
+	}
+	defer rows.Close()
+	out.Seats = []events.CustomerSeat{}
+	for rows.Next() {
+		r, err := scanSeat(rows)
+		if err != nil {
+			return SeatList{}, err
+		}
+		out.Seats = append(out.Seats, r.seat)
+	}
+	return out, rows.Err()
+}
+
+// ClaimInfo is what an invitee sees before claiming.
+type ClaimInfo struct {
+	ProductName      string    `json:"product_name"`
+	ProductID        string    `json:"product_id"` // the pool (subscription or order) id
+	OrganizationName string    `json:"organization_name"`
+	OrganizationSlug string    `json:"organization_slug"`
+	CustomerEmail    string    `json:"customer_email"`
+	CanClaim         bool      `json:"can_claim"`
+	ExpiresAt        time.Time `json:"expires_at"`
+}
+
+// ClaimInfoByToken reads a live invitation without changing anything, so a
+// mail scanner following the link cannot use it up. Unknown, expired,
+// claimed and revoked tokens are all not found.
+func (db *DB) ClaimInfoByToken(ctx context.Context, token string) (ClaimInfo, error) {
+	var info ClaimInfo
+	err := db.Pool.QueryRow(ctx, `SELECT coalesce(sub.product_name, o.product_name), coalesce(sub.id, o.id),
+			org.name, org.slug, coalesce(s.email, c.email), s.invitation_token_expires_at
+		FROM seats s
+		LEFT JOIN subscriptions sub ON sub.id = s.subscription_id
+		LEFT JOIN orders o ON o.id = s.order_id
+		JOIN customers owner ON owner.id = coalesce(sub.customer_id, o.customer_id)
+		JOIN organizations org ON org.id = owner.organization_id
+		LEFT JOIN customers c ON c.id = s.customer_id
+		WHERE s.invitation_token_hash = $1 AND s.status = 'pending' AND s.invitation_token_expires_at > now()`,
+		HashToken(token)).Scan(&info.ProductName, &info.ProductID, &info.OrganizationName, &info.OrganizationSlug,
+		&info.CustomerEmail, &info.ExpiresAt)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return ClaimInfo{}, events.Errorf(events.CodeNotFound, "Invitation not found or expired")
+	}
+	info.CanClaim = err == nil
+	info.ExpiresAt = info.ExpiresAt.UTC()
+	return info, err
+}
+
+// Seat reads one seat, unscoped (for operators).
+func (db *DB) Seat(ctx context.Context, id string) (events.CustomerSeat, error) {
+	if !isUUIDString(id) {
+		return events.CustomerSeat{}, events.Errorf(events.CodeNotFound, "Seat not found")
+	}
+	r, err := scanSeat(db.Pool.QueryRow(ctx, "SELECT "+seatColumns+seatFrom+"WHERE s.id = $1", id))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return events.CustomerSeat{}, events.Errorf(events.CodeNotFound, "Seat not found")
+	}
+	return r.seat, err
+}
+
+// PoolOwner returns the customer who owns a subscription or order.
+func (db *DB) PoolOwner(ctx context.Context, subscriptionID, orderID string) (string, error) {
+	table, id := "subscriptions", subscriptionID
+	if orderID != "" {
+		table, id = "orders", orderID
+	}
+	if !isUUIDString(id) {
+		return "", events.Errorf(events.CodeInvalid, "%q is not a UUID", id)
+	}
+	var owner string
+	err := db.Pool.QueryRow(ctx, `SELECT customer_id FROM `+table+` WHERE id = $1`, id).Scan(&owner)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return "", events.Errorf(events.CodeNotFound, "%s %s not found", table[:len(table)-1], id)
+	}
+	return owner, err
+}

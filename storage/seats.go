@@ -1,0 +1,472 @@
+package storage
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/seatd/seatd/events"
+)
+
+// seatColumns selects everything a CustomerSeat needs; scanSeat reads it.
+const seatColumns = `s.id, s.subscription_id, s.order_id, s.status, s.customer_id, s.member_id,
+	s.email, c.email, s.invitation_token_expires_at, s.claimed_at, s.revoked_at, s.seat_metadata,
+	s.created_at, s.modified_at, s.version`
+
+const seatFrom = ` FROM seats s LEFT JOIN customers c ON c.id = s.customer_id `
+
+type seatRow struct {
+	seat    events.CustomerSeat
+	version int
+}
+
+func scanSeat(row pgx.Row) (seatRow, error) {
+	var (
+		r    seatRow
+		meta []byte
+	)
+	s := &r.seat
+	err := row.Scan(&s.ID, &s.SubscriptionID, &s.OrderID, &s.Status, &s.CustomerID, &s.MemberID,
+		&s.Email, &s.CustomerEmail, &s.InvitationTokenExpiresAt, &s.ClaimedAt, &s.RevokedAt, &meta,
+		&s.CreatedAt, &s.ModifiedAt, &r.version)
+	if err != nil {
+		return seatRow{}, err
+	}
+	if meta != nil {
+		s.SeatMetadata = json.RawMessage(meta)
+	}
+	utc(&s.CreatedAt)
+	for _, t := range []*time.Time{s.ModifiedAt, s.InvitationTokenExpiresAt, s.ClaimedAt, s.RevokedAt} {
+		if t != nil {
+			utc(t)
+		}
+	}
+	return r, nil
+}
+
+func utc(t *time.Time) { *t = t.UTC() }
+
+func loadSeat(ctx context.Context, q pgx.Tx, id string) (seatRow, error) {
+	return scanSeat(q.QueryRow(ctx, "SELECT "+seatColumns+seatFrom+"WHERE s.id = $1", id))
+}
+
+// Settings are the knobs of the seat transaction.
+type Settings struct {
+	Keys          Keys
+	InvitationTTL time.Duration // default 24h
+	SessionTTL    time.Duration // sessions created by a claim; default 1h
+}
+
+func (s Settings) invitationTTL() time.Duration {
+	if s.InvitationTTL > 0 {
+		return s.InvitationTTL
+	}
+	return 24 * time.Hour
+}
+
+func (s Settings) sessionTTL() time.Duration {
+	if s.SessionTTL > 0 {
+		return s.SessionTTL
+	}
+	return time.Hour
+}
+
+// pool is a subscription or an order: the unit whose row lock serialises
+// capacity checks.
+type pool struct {
+	table         string // "subscriptions" or "orders"
+	id            string
+	customerID    string
+	customerEmail string
+	orgID         string
+	orgName       string
+	productName   string
+	status        string
+	seats         int
+	used          int
+	seatPricing   bool
+	memberModel   bool
+}
+
+func (p pool) column() string {
+	if p.table == "orders" {
+		return "order_id"
+	}
+	return "subscription_id"
+}
+
+func (p pool) kind() string {
+	if p.table == "orders" {
+		return "Order"
+	}
+	return "Subscription"
+}
+
+// lockPool reads a pool owned by owner and takes its row lock: from here to
+// commit, no other transaction can change this pool's seats_used, so the
+// capacity check and the seat insert that follows are atomic across any
+// number of workers.
+func lockPool(ctx context.Context, tx pgx.Tx, table, id, owner string) (pool, error) {
+	p := pool{table: table, id: id}
+	err := tx.QueryRow(ctx, `SELECT p.customer_id, c.email, c.organization_id, o.name, p.product_name, p.status,
+			p.seats, p.seats_used, o.seat_based_pricing, o.member_model
+		FROM `+table+` p JOIN customers c ON c.id = p.customer_id JOIN organizations o ON o.id = c.organization_id
+		WHERE p.id = $1 AND p.customer_id = $2
+		FOR UPDATE OF p`, id, owner).
+		Scan(&p.customerID, &p.customerEmail, &p.orgID, &p.orgName, &p.productName, &p.status, &p.seats, &p.used, &p.seatPricing, &p.memberModel)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return pool{}, events.Errorf(events.CodeNotFound, "%s not found", p.kind())
+	}
+	return p, err
+}
+
+// resolvePool finds the pool an assign names, scoped to the caller.
+func resolvePool(ctx context.Context, tx pgx.Tx, a *events.SeatAssign, caller string) (pool, error) {
+	switch {
+	case a.SubscriptionID != "":
+		return lockPool(ctx, tx, "subscriptions", a.SubscriptionID, caller)
+	case a.OrderID != "":
+		return lockPool(ctx, tx, "orders", a.OrderID, caller)
+	}
+	var subID, orderID *string
+	err := tx.QueryRow(ctx, `SELECT subscription_id, order_id FROM checkouts WHERE id = $1 AND customer_id = $2`,
+		a.CheckoutID, caller).Scan(&subID, &orderID)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return pool{}, events.Errorf(events.CodeNotFound, "Checkout not found")
+	}
+	if err != nil {
+		return pool{}, err
+	}
+	if subID != nil {
+		return lockPool(ctx, tx, "subscriptions", *subID, caller)
+	}
+	return lockPool(ctx, tx, "orders", *orderID, caller)
+}
+
+type recipient struct {
+	customerID string
+	memberID   *string
+	email      *string // seat email (member model)
+	holder     string
+}
+
+func resolveRecipient(ctx context.Context, tx pgx.Tx, p pool, a *events.SeatAssign) (recipient, error) {
+	var (
+		custID, custEmail string
+		err               error
+	)
+	switch {
+	case a.CustomerID != "":
+		err = tx.QueryRow(ctx, `SELECT id, email FROM customers WHERE id = $1 AND organization_id = $2`,
+			a.CustomerID, p.orgID).Scan(&custID, &custEmail)
+	case a.ExternalCustomerID != "":
+		err = tx.QueryRow(ctx, `SELECT id, email FROM customers WHERE external_id = $1 AND organization_id = $2`,
+			a.ExternalCustomerID, p.orgID).Scan(&custID, &custEmail)
+	default:
+		custEmail = a.Email
+	}
+	if errors.Is(err, pgx.ErrNoRows) {
+		return recipient{}, events.Errorf(events.CodeNotFound, "Customer not found")
+	}
+	if err != nil {
+		return recipient{}, err
+	}
+	if p.memberModel {
+		// The seat belongs to the purchaser; the occupant is a member of
+		// the purchaser's customer, found or created by email.
+		memberID, err := findOrCreateMember(ctx, tx, p.customerID, custEmail)
+		if err != nil {
+			return recipient{}, err
+		}
+		email := custEmail
+		return recipient{customerID: p.customerID, memberID: &memberID, email: &email, holder: "email:" + events.NormalizeEmail(custEmail)}, nil
+	}
+	if custID == "" {
+		if custID, err = findOrCreateCustomer(ctx, tx, p.orgID, custEmail); err != nil {
+			return recipient{}, err
+		}
+	}
+	return recipient{customerID: custID, holder: "customer:" + custID}, nil
+}
+
+// findOrCreateCustomer is safe under concurrency: the unique index on
+// (organization_id, lower(email)) lets exactly one insert win, and the
+// losers read the winner's row.
+func findOrCreateCustomer(ctx context.Context, tx pgx.Tx, orgID, email string) (string, error) {
+	var id string
+	err := tx.QueryRow(ctx, `INSERT INTO customers (id, organization_id, email) VALUES ($1, $2, $3)
+		ON CONFLICT (organization_id, lower(email)) DO NOTHING RETURNING id`, uuid.NewString(), orgID, email).Scan(&id)
+	if errors.Is(err, pgx.ErrNoRows) {
+		err = tx.QueryRow(ctx, `SELECT id FROM customers WHERE organization_id = $1 AND lower(email) = lower($2)`, orgID, email).Scan(&id)
+	}
+	return id, err
+}
+
+func findOrCreateMember(ctx context.Context, tx pgx.Tx, customerID, email string) (string, error) {
+	var id string
+	err := tx.QueryRow(ctx, `INSERT INTO members (id, customer_id, email, role) VALUES ($1, $2, $3, 'member')
+		ON CONFLICT (customer_id, lower(email)) DO NOTHING RETURNING id`, uuid.NewString(), customerID, email).Scan(&id)
+	if errors.Is(err, pgx.ErrNoRows) {
+		err = tx.QueryRow(ctx, `SELECT id FROM members WHERE customer_id = $1 AND lower(email) = lower($2)`, customerID, email).Scan(&id)
+	}
+	return id, err
+}
+
+// assign applies one SeatAssign, checking in Polar's order: container,
+// seat-based pricing, payment, (lock) capacity, recipient, duplicate.
+func (db *DB) assign(ctx context.Context, tx pgx.Tx, st Settings, r events.Request, now time.Time) (events.Result, error) {
+	a := r.Assign
+	p, err := resolvePool(ctx, tx, a, r.CustomerID)
+	if err != nil {
+		return events.Result{}, err
+	}
+	if !p.seatPricing {
+		return events.Result{}, events.Errorf(events.CodeSeatPricingDisabled, "Seat-based pricing is not enabled for this organization")
+	}
+	if p.table == "orders" && p.status != "paid" {
+		return events.Result{}, events.Errorf(events.CodeOrderNotPaid, "Order must be paid before assigning seats")
+	}
+	if p.seats-p.used <= 0 {
+		return events.Result{}, events.Errorf(events.CodeNoAvailableSeats, "No available seats")
+	}
+	rcpt, err := resolveRecipient(ctx, tx, p, a)
+	if err != nil {
+		return events.Result{}, err
+	}
+	var taken bool
+	if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM seats WHERE `+p.column()+` = $1 AND holder = $2
+		AND status IN ('pending', 'claimed'))`, p.id, rcpt.holder).Scan(&taken); err != nil {
+		return events.Result{}, err
+	}
+	if taken {
+		who := rcpt.customerID
+		if rcpt.email != nil {
+			who = *rcpt.email
+		}
+		return events.Result{}, events.Errorf(events.CodeAlreadyAssigned, "Seat already assigned to customer %s", who)
+	}
+
+	seatID := uuid.NewString()
+	var meta any
+	if len(a.Metadata) > 0 {
+		meta = string(a.Metadata)
+	}
+	inviter := p.customerEmail
+	if r.MemberID != "" {
+		_ = tx.QueryRow(ctx, `SELECT email FROM members WHERE id = $1`, r.MemberID).Scan(&inviter)
+	}
+	if a.ImmediateClaim {
+		_, err = tx.Exec(ctx, `INSERT INTO seats (id, `+p.column()+`, status, customer_id, member_id, email, holder,
+				claimed_at, seat_metadata, inviter_email, created_at)
+			VALUES ($1, $2, 'claimed', $3, $4, $5, $6, $7, $8::jsonb, $9, $7)`,
+			seatID, p.id, rcpt.customerID, rcpt.memberID, rcpt.email, rcpt.holder, now, meta, inviter)
+	} else {
+		invID, nonce, expires := uuid.NewString(), NewNonce(), now.Add(st.invitationTTL())
+		_, err = tx.Exec(ctx, `INSERT INTO seats (id, `+p.column()+`, status, customer_id, member_id, email, holder,
+				invitation_id, invitation_token_hash, invitation_token_expires_at, seat_metadata, inviter_email, created_at)
+			VALUES ($1, $2, 'pending', $3, $4, $5, $6, $7, $8, $9, $10::jsonb, $11, $12)`,
+			seatID, p.id, rcpt.customerID, rcpt.memberID, rcpt.email, rcpt.holder,
+			invID, HashToken(st.Keys.InvitationToken(nonce)), expires, meta, inviter, now)
+		if err == nil {
+			err = insertInvitation(ctx, tx, invID, seatID, nonce, expires, now)
+		}
+	}
+	if isUniqueViolation(err, "seats_one_per_holder") {
+		return events.Result{}, events.Errorf(events.CodeAlreadyAssigned, "Seat already assigned to customer %s", rcpt.customerID)
+	}
+	if err != nil {
+		return events.Result{}, fmt.Errorf("insert seat: %w", err)
+	}
+	// The CHECK on seats_used is the last line of defence against oversell.
+	if _, err := tx.Exec(ctx, `UPDATE `+p.table+` SET seats_used = seats_used + 1 WHERE id = $1`, p.id); err != nil {
+		return events.Result{}, fmt.Errorf("count seat: %w", err)
+	}
+	seat, err := loadSeat(ctx, tx, seatID)
+	if err != nil {
+		return events.Result{}, err
+	}
+	evType := events.SeatAssigned
+	if a.ImmediateClaim {
+		evType = events.SeatClaimedEvent
+	}
+	if err := emitSeatEvent(ctx, tx, evType, seat, now); err != nil {
+		return events.Result{}, err
+	}
+	return events.Result{Code: events.CodeOK, Seat: &seat.seat}, nil
+}
+
+func insertInvitation(ctx context.Context, tx pgx.Tx, invID, seatID string, nonce []byte, expires, now time.Time) error {
+	if _, err := tx.Exec(ctx, `INSERT INTO invitations (id, seat_id, nonce, expires_at, created_at, updated_at)
+		VALUES ($1, $2, $3, $4, $5, $5)`, invID, seatID, nonce, expires, now); err != nil {
+		return fmt.Errorf("insert invitation: %w", err)
+	}
+	return enqueue(ctx, tx, events.MailSubject, "mail-"+invID, events.MailRequest{InvitationID: invID, SeatID: seatID})
+}
+
+// lockOwnedSeat reads a seat in one of owner's pools and takes its row lock.
+// A seat in someone else's pool is reported exactly like a missing one.
+func lockOwnedSeat(ctx context.Context, tx pgx.Tx, seatID, owner string) (seatRow, error) {
+	var found bool
+	err := tx.QueryRow(ctx, `SELECT true FROM seats s
+		LEFT JOIN subscriptions sub ON sub.id = s.subscription_id
+		LEFT JOIN orders o ON o.id = s.order_id
+		WHERE s.id = $1 AND coalesce(sub.customer_id, o.customer_id) = $2
+		FOR UPDATE OF s`, seatID, owner).Scan(&found)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return seatRow{}, events.Errorf(events.CodeNotFound, "Seat not found")
+	}
+	if err != nil {
+		return seatRow{}, err
+	}
+	return loadSeat(ctx, tx, seatID)
+}
+
+func (db *DB) resend(ctx context.Context, tx pgx.Tx, st Settings, r events.Request, now time.Time) (events.Result, error) {
+	seat, err := lockOwnedSeat(ctx, tx, r.SeatID, r.CustomerID)
+	if err != nil {
+		return events.Result{}, err
+	}
+	if seat.seat.Status != events.SeatPending {
+		return events.Result{}, events.Errorf(events.CodeNotPending, "Seat is not in pending status")
+	}
+	// A fresh token and expiry: the old link dies with the old invitation.
+	invID, nonce, expires := uuid.NewString(), NewNonce(), now.Add(st.invitationTTL())
+	if _, err := tx.Exec(ctx, `UPDATE invitations SET delivery_state = 'cancelled', updated_at = $2
+		WHERE seat_id = $1 AND delivery_state IN ('queued', 'sending')`, r.SeatID, now); err != nil {
+		return events.Result{}, err
+	}
+	if _, err := tx.Exec(ctx, `UPDATE seats SET invitation_id = $2, invitation_token_hash = $3,
+		invitation_token_expires_at = $4, modified_at = $5 WHERE id = $1`,
+		r.SeatID, invID, HashToken(st.Keys.InvitationToken(nonce)), expires, now); err != nil {
+		return events.Result{}, err
+	}
+	if err := insertInvitation(ctx, tx, invID, r.SeatID, nonce, expires, now); err != nil {
+		return events.Result{}, err
+	}
+	seat, err = loadSeat(ctx, tx, r.SeatID)
+	if err != nil {
+		return events.Result{}, err
+	}
+	return events.Result{Code: events.CodeOK, Seat: &seat.seat}, nil
+}
+
+func (db *DB) revoke(ctx context.Context, tx pgx.Tx, r events.Request, now time.Time) (events.Result, error) {
+	seat, err := lockOwnedSeat(ctx, tx, r.SeatID, r.CustomerID)
+	if err != nil {
+		return events.Result{}, err
+	}
+	if seat.seat.Status == events.SeatRevoked {
+		return events.Result{Code: events.CodeOK, Seat: &seat.seat}, nil // idempotent: nothing changes, nothing is emitted
+	}
+	seat, err = revokeLocked(ctx, tx, seat, now)
+	if err != nil {
+		return events.Result{}, err
+	}
+	return events.Result{Code: events.CodeOK, Seat: &seat.seat}, nil
+}
+
+// revokeLocked revokes a live seat whose row lock the caller holds, frees
+// its slot in the pool and emits customer_seat.revoked.
+func revokeLocked(ctx context.Context, tx pgx.Tx, seat seatRow, now time.Time) (seatRow, error) {
+	id := seat.seat.ID
+	if _, err := tx.Exec(ctx, `UPDATE seats SET status = 'revoked', revoked_at = $2, modified_at = $2,
+			invitation_id = NULL, invitation_token_hash = NULL, invitation_token_expires_at = NULL,
+			customer_id = NULL, member_id = NULL, email = NULL, holder = NULL
+		WHERE id = $1`, id, now); err != nil {
+		return seatRow{}, err
+	}
+	if _, err := tx.Exec(ctx, `UPDATE invitations SET delivery_state = 'cancelled', updated_at = $2
+		WHERE seat_id = $1 AND delivery_state IN ('queued', 'sending')`, id, now); err != nil {
+		return seatRow{}, err
+	}
+	table, poolID := "subscriptions", seat.seat.SubscriptionID
+	if poolID == nil {
+		table, poolID = "orders", seat.seat.OrderID
+	}
+	if _, err := tx.Exec(ctx, `UPDATE `+table+` SET seats_used = seats_used - 1 WHERE id = $1`, *poolID); err != nil {
+		return seatRow{}, err
+	}
+	seat, err := loadSeat(ctx, tx, id)
+	if err != nil {
+		return seatRow{}, err
+	}
+	return seat, emitSeatEvent(ctx, tx, events.SeatRevokedEvent, seat, now)
+}
+
+var errInvalidToken = events.Errorf(events.CodeInvalidToken, "Invalid or expired invitation token")
+
+// claim redeems an invitation. The seat's row lock makes two racing claims
+// of one token serialise: the first clears the token hash, so the second
+// finds nothing.
+func (db *DB) claim(ctx context.Context, tx pgx.Tx, st Settings, r events.Request, now time.Time) (events.Result, error) {
+	hash, err := hexDecode(r.TokenHash)
+	if err != nil {
+		return events.Result{}, errInvalidToken
+	}
+	var seatID string
+	var expires time.Time
+	err = tx.QueryRow(ctx, `SELECT id, invitation_token_expires_at FROM seats
+		WHERE invitation_token_hash = $1 AND status = 'pending' FOR UPDATE`, hash).Scan(&seatID, &expires)
+	if errors.Is(err, pgx.ErrNoRows) || (err == nil && !now.Before(expires)) {
+		return events.Result{}, errInvalidToken
+	}
+	if err != nil {
+		return events.Result{}, err
+	}
+	if _, err := tx.Exec(ctx, `UPDATE seats SET status = 'claimed', claimed_at = $2, modified_at = $2,
+			invitation_token_hash = NULL, invitation_id = NULL
+		WHERE id = $1`, seatID, now); err != nil {
+		return events.Result{}, err
+	}
+	seat, err := loadSeat(ctx, tx, seatID)
+	if err != nil {
+		return events.Result{}, err
+	}
+	// The claimant gets a session: a member session with the member model,
+	// a customer session otherwise. Its token derives from the request id,
+	// so an idempotent replay of this claim returns the same token.
+	sessionID := uuid.NewSHA1(uuid.NameSpaceOID, []byte("claim-session:"+r.ID)).String()
+	if _, err := tx.Exec(ctx, `INSERT INTO sessions (id, token_hash, customer_id, member_id, scopes, expires_at)
+		VALUES ($1, $2, $3, $4, $5, $6)`, sessionID, HashToken(st.Keys.SessionToken(r.ID)),
+		*seat.seat.CustomerID, seat.seat.MemberID, DefaultScopes, now.Add(st.sessionTTL())); err != nil {
+		return events.Result{}, fmt.Errorf("claim session: %w", err)
+	}
+	if err := emitSeatEvent(ctx, tx, events.SeatClaimedEvent, seat, now); err != nil {
+		return events.Result{}, err
+	}
+	return events.Result{Code: events.CodeOK, Seat: &seat.seat, SessionID: sessionID}, nil
+}
+
+// emitSeatEvent bumps the seat's version and writes the event to the
+// outbox, in the transaction that made the change.
+func emitSeatEvent(ctx context.Context, tx pgx.Tx, t events.SeatEventType, seat seatRow, now time.Time) error {
+	var version int
+	if err := tx.QueryRow(ctx, `UPDATE seats SET version = version + 1 WHERE id = $1 RETURNING version - 1`,
+		seat.seat.ID).Scan(&version); err != nil {
+		return err
+	}
+	ev := events.SeatEvent{ID: uuid.NewString(), Type: t, Timestamp: now.UTC(), Version: version, Data: seat.seat}
+	return enqueue(ctx, tx, events.SeatEventSubject(t), "event-"+ev.ID, ev)
+}
+
+// enqueue writes a message to the outbox; the relay publishes it after
+// commit, so only committed changes are ever announced.
+func enqueue(ctx context.Context, tx pgx.Tx, subject, msgID string, v any) error {
+	payload, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	_, err = tx.Exec(ctx, `INSERT INTO outbox (subject, msg_id, payload) VALUES ($1, $2, $3)`, subject, msgID, payload)
+	return err
+}
+
+func isUniqueViolation(err error, constraint string) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && pgErr.Code == "23505" && (constraint == "" || pgErr.ConstraintName == constraint)
+}

@@ -1,0 +1,203 @@
+package worker
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/seatd/seatd/events"
+	"github.com/seatd/seatd/storage"
+)
+
+// Relay publishes the outbox (seat events and mail requests) to JetStream.
+// Only one replica relays at a time (storage holds a lock), so each seat's
+// events reach the stream in the order they were committed.
+type Relay struct {
+	DB   *storage.DB
+	JS   jetstream.JetStream
+	Log  *slog.Logger
+	Poke <-chan struct{} // a commit happened; relay now rather than at the next tick
+	Tick time.Duration   // idle poll interval; default 250ms
+}
+
+// Run relays until ctx is cancelled.
+func (r *Relay) Run(ctx context.Context) error {
+	tick := r.Tick
+	if tick <= 0 {
+		tick = 250 * time.Millisecond
+	}
+	log := r.Log
+	if log == nil {
+		log = slog.Default()
+	}
+	t := time.NewTicker(tick)
+	defer t.Stop()
+	for {
+		n, err := r.DB.RelayOutbox(ctx, 500, r.publish)
+		if err != nil && ctx.Err() == nil {
+			log.Warn("outbox relay", "err", err)
+		}
+		if n == 500 {
+			continue // more waiting
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-r.Poke:
+		case <-t.C:
+		}
+	}
+}
+
+func (r *Relay) publish(ctx context.Context, msgs []storage.OutboxMessage) error {
+	futures := make([]jetstream.PubAckFuture, 0, len(msgs))
+	for _, m := range msgs {
+		nm := nats.NewMsg(m.Subject)
+		nm.Data = m.Payload
+		f, err := r.JS.PublishMsgAsync(nm, jetstream.WithMsgID(m.MsgID))
+		if err != nil {
+			return fmt.Errorf("publish %s: %w", m.MsgID, err)
+		}
+		futures = append(futures, f)
+	}
+	timeout := time.NewTimer(10 * time.Second)
+	defer timeout.Stop()
+	for _, f := range futures {
+		select {
+		case <-f.Ok():
+		case err := <-f.Err():
+			return fmt.Errorf("publish %s: %w", f.Msg().Header.Get(jetstream.MsgIDHeader), err)
+		case <-timeout.C:
+			return fmt.Errorf("publish: no ack within 10s")
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
+}
+
+// Requeuer re-publishes requests that the ledger holds as queued but whose
+// message is no longer in the stream: the stream lost it (a power cut
+// within the fsync interval) or the ingress died between recording and
+// publishing. The same request id means the same Nats-Msg-Id and the same
+// ledger row, so a request that was in fact applied is never applied twice.
+type Requeuer struct {
+	DB       *storage.DB
+	JS       jetstream.JetStream
+	Log      *slog.Logger
+	Interval time.Duration // default 30s
+	Grace    time.Duration // a request younger than this is left alone; default 1m
+}
+
+// Run sweeps until ctx is cancelled.
+func (q *Requeuer) Run(ctx context.Context) error {
+	interval, grace := q.Interval, q.Grace
+	if interval <= 0 {
+		interval = 30 * time.Second
+	}
+	if grace <= 0 {
+		grace = time.Minute
+	}
+	log := q.Log
+	if log == nil {
+		log = slog.Default()
+	}
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+		n, err := q.sweep(ctx, grace)
+		if err != nil && ctx.Err() == nil {
+			log.Warn("requeue sweep", "err", err)
+		}
+		if n > 0 {
+			log.Warn("re-published queued requests missing from the stream", "count", n)
+		}
+	}
+}
+
+func (q *Requeuer) sweep(ctx context.Context, grace time.Duration) (int, error) {
+	stream, err := q.JS.Stream(ctx, events.RequestsStream)
+	if err != nil {
+		return 0, err
+	}
+	info, err := stream.Info(ctx)
+	if err != nil {
+		return 0, err
+	}
+	// With work-queue retention the oldest message in the stream is the
+	// oldest one not yet applied: a queued request recorded well before it
+	// cannot still be waiting in the stream.
+	cutoff := time.Now().Add(-grace)
+	if info.State.Msgs > 0 && info.State.FirstTime.Add(-grace).Before(cutoff) {
+		cutoff = info.State.FirstTime.Add(-grace)
+	}
+	reqs, err := q.DB.Queued(ctx, cutoff, 1000)
+	if err != nil {
+		return 0, err
+	}
+	for _, r := range reqs {
+		data, err := r.Encode()
+		if err != nil {
+			continue
+		}
+		if _, err := q.JS.Publish(ctx, events.RequestsSubject, data, jetstream.WithMsgID(r.ID)); err != nil {
+			return 0, err
+		}
+	}
+	return len(reqs), nil
+}
+
+// Expirer revokes pending seats whose invitation expired, when the
+// deployment chose SEATD_EXPIRED_INVITATIONS=release.
+type Expirer struct {
+	DB       *storage.DB
+	Log      *slog.Logger
+	Interval time.Duration // default 1m
+	Poke     chan<- struct{}
+}
+
+// Run sweeps until ctx is cancelled.
+func (e *Expirer) Run(ctx context.Context) error {
+	interval := e.Interval
+	if interval <= 0 {
+		interval = time.Minute
+	}
+	log := e.Log
+	if log == nil {
+		log = slog.Default()
+	}
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		n, err := e.DB.ReleaseExpired(ctx, time.Now(), 500)
+		if err != nil && ctx.Err() == nil {
+			log.Warn("release expired invitations", "err", err)
+		}
+		if n > 0 {
+			log.Info("released seats with expired invitations", "count", n)
+			if e.Poke != nil {
+				select {
+				case e.Poke <- struct{}{}:
+				default:
+				}
+			}
+			if n == 500 {
+				continue
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}

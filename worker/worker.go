@@ -1,0 +1,272 @@
+package worker
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime/debug"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/seatd/seatd/events"
+	"github.com/seatd/seatd/storage"
+)
+
+// Config configures a Worker. Zero values pick sensible defaults.
+type Config struct {
+	DB       *storage.DB
+	NC       *nats.Conn
+	JS       jetstream.JetStream
+	Settings storage.Settings
+	Log      *slog.Logger
+
+	BatchSize     int           // requests per transaction; default 64
+	MaxDeliveries int           // deliveries before a failing request is dead-lettered; default 10
+	BackoffBase   time.Duration // first retry delay; default 250ms
+	BackoffMax    time.Duration // longest retry delay; default 30s
+
+	// Relayed, when set, is poked after each commit so the outbox relay
+	// publishes without waiting for its next tick.
+	Relayed chan<- struct{}
+}
+
+// Worker consumes the requests stream.
+type Worker struct {
+	cfg Config
+	log *slog.Logger
+}
+
+// New returns a Worker.
+func New(cfg Config) *Worker {
+	if cfg.BatchSize <= 0 {
+		cfg.BatchSize = 64
+	}
+	if cfg.MaxDeliveries <= 0 {
+		cfg.MaxDeliveries = 10
+	}
+	if cfg.BackoffBase <= 0 {
+		cfg.BackoffBase = 250 * time.Millisecond
+	}
+	if cfg.BackoffMax <= 0 {
+		cfg.BackoffMax = 30 * time.Second
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.Default()
+	}
+	return &Worker{cfg: cfg, log: cfg.Log.With("role", "worker")}
+}
+
+// Run consumes until ctx is cancelled, then stops pulling, finishes the
+// messages it already holds and returns nil.
+func (w *Worker) Run(ctx context.Context) error {
+	var cons jetstream.Consumer
+	for {
+		var err error
+		cons, err = w.cfg.JS.Consumer(ctx, events.RequestsStream, events.WorkerConsumer)
+		if err == nil {
+			break
+		}
+		w.log.Warn("waiting for the requests consumer", "err", err)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(time.Second):
+		}
+	}
+	it, err := cons.Messages(jetstream.PullMaxMessages(2 * w.cfg.BatchSize))
+	if err != nil {
+		return fmt.Errorf("worker: consume: %w", err)
+	}
+	draining := false
+	for {
+		var first jetstream.Msg
+		if draining {
+			first, err = it.Next()
+		} else {
+			first, err = it.Next(jetstream.NextContext(ctx))
+		}
+		switch {
+		case errors.Is(err, jetstream.ErrMsgIteratorClosed):
+			return nil
+		case err != nil && ctx.Err() != nil && !draining:
+			// Stop pulling; Next now hands out what was already fetched,
+			// then reports the iterator closed.
+			it.Drain()
+			draining = true
+			continue
+		case err != nil:
+			w.log.Warn("next message", "err", err)
+			continue
+		}
+		batch := []jetstream.Msg{first}
+		for len(batch) < w.cfg.BatchSize {
+			m, err := it.Next(jetstream.NextMaxWait(time.Millisecond))
+			if err != nil {
+				break
+			}
+			batch = append(batch, m)
+		}
+		// Work in hand is finished even when ctx is cancelled meanwhile.
+		w.handle(context.WithoutCancel(ctx), batch)
+	}
+}
+
+type item struct {
+	msg        jetstream.Msg
+	req        events.Request
+	deliveries uint64
+}
+
+// handle applies a batch in one transaction; if that fails, it falls back to
+// one transaction per request so that one bad request cannot hold up the
+// rest.
+func (w *Worker) handle(ctx context.Context, msgs []jetstream.Msg) {
+	items := make([]item, 0, len(msgs))
+	for _, m := range msgs {
+		var n uint64 = 1
+		if md, err := m.Metadata(); err == nil {
+			n = md.NumDelivered
+		}
+		req, err := events.DecodeRequest(m.Data())
+		if err != nil {
+			w.deadLetter(ctx, m, nil, n, err.Error())
+			continue
+		}
+		items = append(items, item{msg: m, req: req, deliveries: n})
+	}
+	if len(items) == 0 {
+		return
+	}
+	if len(items) > 1 {
+		if err := w.apply(ctx, items); err == nil {
+			return
+		} else {
+			w.log.Debug("batch failed, retrying one by one", "size", len(items), "err", err)
+		}
+	}
+	for _, it := range items {
+		if err := w.apply(ctx, []item{it}); err != nil {
+			w.retry(ctx, it, err)
+		}
+	}
+}
+
+func (w *Worker) apply(ctx context.Context, items []item) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("panic: %v\n%s", p, debug.Stack())
+		}
+	}()
+	reqs := make([]events.Request, len(items))
+	for i, it := range items {
+		reqs[i] = it.req
+	}
+	results, err := w.cfg.DB.Apply(ctx, w.cfg.Settings, reqs)
+	if err != nil {
+		return err
+	}
+	w.poke()
+	for i, it := range items {
+		w.reply(it.req, results[i])
+		if err := it.msg.Ack(); err != nil {
+			// Not fatal: the redelivery finds the outcome in the ledger.
+			w.log.Warn("ack", "request_id", it.req.ID, "err", err)
+		}
+	}
+	return nil
+}
+
+// retry schedules another delivery of a request that failed, or gives up on
+// it. Transient failures never give up: Postgres coming back must not find
+// its requests dead-lettered.
+func (w *Worker) retry(ctx context.Context, it item, err error) {
+	if !storage.IsTransient(err) && it.deliveries >= uint64(w.cfg.MaxDeliveries) {
+		w.deadLetter(ctx, it.msg, &it.req, it.deliveries, err.Error())
+		return
+	}
+	delay := Backoff(w.cfg.BackoffBase, w.cfg.BackoffMax, it.deliveries)
+	w.log.Warn("request failed, will retry", "request_id", it.req.ID, "deliveries", it.deliveries,
+		"retry_in", delay, "transient", storage.IsTransient(err), "err", err)
+	if err := it.msg.NakWithDelay(delay); err != nil {
+		w.log.Warn("nak", "request_id", it.req.ID, "err", err)
+	}
+}
+
+// Backoff is base·2^(n-1), capped at max.
+func Backoff(base, max time.Duration, n uint64) time.Duration {
+	d := base
+	for i := uint64(1); i < n && d < max; i++ {
+		d *= 2
+	}
+	return min(d, max)
+}
+
+// deadLetter moves a message to the dead-letter stream and records its
+// request as failed, then acks it. If any step fails the message is nak'ed
+// and the next delivery tries again, so nothing is dropped.
+func (w *Worker) deadLetter(ctx context.Context, m jetstream.Msg, req *events.Request, deliveries uint64, reason string) {
+	dl := events.DeadLetter{Request: m.Data(), Reason: truncate(reason, 2000), Deliveries: deliveries, FailedAt: time.Now().UTC()}
+	if req != nil {
+		dl.RequestID = req.ID
+	}
+	data, _ := json.Marshal(dl)
+	msgID := "dlq-" + dl.RequestID
+	if dl.RequestID == "" {
+		if md, err := m.Metadata(); err == nil {
+			msgID = fmt.Sprintf("dlq-seq-%d", md.Sequence.Stream)
+		}
+	}
+	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if _, err := w.cfg.JS.Publish(pctx, events.DeadLetterSubject, data, jetstream.WithMsgID(msgID)); err != nil {
+		w.log.Error("dead-letter publish failed; will retry", "err", err)
+		_ = m.NakWithDelay(w.cfg.BackoffMax)
+		return
+	}
+	if req != nil {
+		res, err := w.cfg.DB.Fail(pctx, *req, events.CodeDeadLettered, "The request could not be applied and was moved to the dead-letter queue")
+		if err != nil {
+			w.log.Error("recording dead letter failed; will retry", "request_id", req.ID, "err", err)
+			_ = m.NakWithDelay(w.cfg.BackoffMax)
+			return
+		}
+		w.reply(*req, res)
+	}
+	w.log.Error("request dead-lettered", "request_id", dl.RequestID, "deliveries", deliveries, "reason", dl.Reason)
+	if err := m.Term(); err != nil {
+		w.log.Warn("term", "err", err)
+	}
+}
+
+func (w *Worker) reply(req events.Request, res events.Result) {
+	if req.ReplyTo == "" || w.cfg.NC == nil {
+		return
+	}
+	data, err := json.Marshal(res)
+	if err != nil {
+		return
+	}
+	// Best effort: a caller who stopped waiting polls the ledger instead.
+	_ = w.cfg.NC.Publish(req.ReplyTo, data)
+}
+
+func (w *Worker) poke() {
+	if w.cfg.Relayed == nil {
+		return
+	}
+	select {
+	case w.cfg.Relayed <- struct{}{}:
+	default:
+	}
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
+}
