@@ -1,0 +1,92 @@
+package ingress_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/seatd/seatd/cmd/internal/seatdtest"
+	"github.com/seatd/seatd/events"
+)
+
+// TestValidation is promise 5: each rule answers 422 in the
+// HTTPValidationError shape, naming the field, and nothing is recorded or
+// published.
+func TestValidation(t *testing.T) {
+	t.Parallel()
+	e := seatdtest.New(t, seatdtest.Options{})
+	ten := e.Tenant(seatdtest.TenantOptions{})
+	sub := ten.SubscriptionID
+	bigMeta := map[string]any{}
+	for i := 0; i < 11; i++ {
+		bigMeta[fmt.Sprintf("k%d", i)] = i
+	}
+	cases := []struct {
+		name string
+		body any
+		loc  string // the loc of the first error, joined with "."
+	}{
+		{"malformed json", `{"subscription_id":`, "body"},
+		{"array body", `[1,2]`, "body"},
+		{"string body", `"hello"`, "body"},
+		{"null body", `null`, "body"},
+		{"empty body", ``, "body"},
+		{"no container", map[string]any{"email": "a@example.com"}, "body"},
+		{"two containers", map[string]any{"subscription_id": sub, "order_id": sub, "email": "a@example.com"}, "body"},
+		{"no recipient", map[string]any{"subscription_id": sub}, "body"},
+		{"two recipients", map[string]any{"subscription_id": sub, "email": "a@example.com", "customer_id": sub}, "body"},
+		{"bad subscription uuid", map[string]any{"subscription_id": "not-a-uuid", "email": "a@example.com"}, "body.subscription_id"},
+		{"bad order uuid", map[string]any{"order_id": "1234", "email": "a@example.com"}, "body.order_id"},
+		{"bad checkout uuid", map[string]any{"checkout_id": 12, "email": "a@example.com"}, "body.checkout_id"},
+		{"bad customer uuid", map[string]any{"subscription_id": sub, "customer_id": "x"}, "body.customer_id"},
+		{"bad email", map[string]any{"subscription_id": sub, "email": "not-an-email"}, "body.email"},
+		{"email with name", map[string]any{"subscription_id": sub, "email": "Bob <bob@example.com>"}, "body.email"},
+		{"email without dot", map[string]any{"subscription_id": sub, "email": "bob@localhost"}, "body.email"},
+		{"email not a string", map[string]any{"subscription_id": sub, "email": 5}, "body.email"},
+		{"empty external id", map[string]any{"subscription_id": sub, "external_customer_id": ""}, "body.external_customer_id"},
+		{"metadata not an object", map[string]any{"subscription_id": sub, "email": "a@example.com", "metadata": []int{1}}, "body.metadata"},
+		{"metadata 11 keys", map[string]any{"subscription_id": sub, "email": "a@example.com", "metadata": bigMeta}, "body.metadata"},
+		{"metadata over 1KB", map[string]any{"subscription_id": sub, "email": "a@example.com", "metadata": map[string]any{"k": strings.Repeat("x", 1100)}}, "body.metadata"},
+		{"immediate_claim not bool", map[string]any{"subscription_id": sub, "email": "a@example.com", "immediate_claim": "yes"}, "body.immediate_claim"},
+	}
+	for _, c := range cases {
+		resp := e.Do("POST", seatsPath, ten.Token, c.body)
+		if resp.Status != 422 {
+			t.Errorf("%s: status %d, want 422: %s", c.name, resp.Status, resp.Body)
+			continue
+		}
+		var ve events.ValidationError
+		if err := json.Unmarshal(resp.Body, &ve); err != nil || len(ve.Detail) == 0 {
+			t.Errorf("%s: not an HTTPValidationError: %s", c.name, resp.Body)
+			continue
+		}
+		d := ve.Detail[0]
+		var loc []string
+		for _, l := range d.Loc {
+			loc = append(loc, fmt.Sprint(l))
+		}
+		if strings.Join(loc, ".") != c.loc || d.Msg == "" || d.Type == "" {
+			t.Errorf("%s: detail %+v, want loc %s with msg and type", c.name, d, c.loc)
+		}
+	}
+	// Unknown fields are ignored; a valid body with extras is accepted.
+	ok := e.Do("POST", seatsPath, ten.Token, map[string]any{"subscription_id": sub, "email": "ok@example.com", "colour": "blue"})
+	if ok.Status != 200 {
+		t.Errorf("unknown field refused: %d %s", ok.Status, ok.Body)
+	}
+	var requests, seats int
+	e.DB.Pool.QueryRow(context.Background(), `SELECT count(*) FROM requests`).Scan(&requests)
+	e.DB.Pool.QueryRow(context.Background(), `SELECT count(*) FROM seats`).Scan(&seats)
+	if requests != 1 || seats != 1 {
+		t.Errorf("after %d invalid requests: %d ledger rows and %d seats, want 1 and 1", len(cases), requests, seats)
+	}
+	info, err := seatdtest.Must(e.JS.Stream(context.Background(), events.RequestsStream)).Info(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.State.LastSeq != 1 {
+		t.Errorf("%d messages were published, want 1", info.State.LastSeq)
+	}
+}
