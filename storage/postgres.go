@@ -402,7 +402,7 @@ func (c *Cluster) initdb(ctx context.Context) error {
 	// which the case-insensitive email indexes rely on. Older systems lack
 	// it; C is the fallback every system has.
 	out, err := c.run(ctx, "initdb", append(args, "--locale=C.UTF-8")...)
-	if err != nil && strings.Contains(string(out), "locale") {
+	if err != nil && strings.Contains(string(out), "invalid locale name") {
 		out, err = c.run(ctx, "initdb", append(args, "--locale=C")...)
 	}
 	if err != nil {

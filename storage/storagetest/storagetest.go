@@ -40,6 +40,11 @@ var (
 
 	templateMu    sync.Mutex
 	templateReady string
+
+	// servers are the clusters of NewServer still running, with their
+	// directories, for Main to stop when the tests are interrupted.
+	serversMu sync.Mutex
+	servers   = map[*storage.Cluster]string{}
 )
 
 // Main is called from TestMain. It finds or starts Postgres: the server of
@@ -79,6 +84,12 @@ func run(m *testing.M) int {
 		<-signals
 		_ = stop()
 		os.RemoveAll(dir)
+		serversMu.Lock()
+		for c, dir := range servers {
+			_ = c.Stop()
+			os.RemoveAll(c.Dir)
+			os.RemoveAll(dir)
+		}
 		os.Exit(1)
 	}()
 	adminURL = u
@@ -323,13 +334,17 @@ func NewServer(t testing.TB) *Server {
 		}
 		t.Fatal(err)
 	}
+	serversMu.Lock()
+	servers[c] = dir
+	serversMu.Unlock()
 	t.Cleanup(func() {
 		if err := c.Stop(); err != nil {
 			t.Error(err)
 		}
-		if c.Fallback {
-			os.RemoveAll(c.Dir)
-		}
+		serversMu.Lock()
+		delete(servers, c)
+		serversMu.Unlock()
+		os.RemoveAll(c.Dir) // dir, unless the cluster fell back to another
 		os.RemoveAll(dir)
 		release()
 	})
