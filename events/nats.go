@@ -58,6 +58,10 @@ type DeadLetter struct {
 type StreamConfig struct {
 	Replicas        int           // 1 on one machine, 3 on a cluster
 	DuplicateWindow time.Duration // dedupe window for Nats-Msg-Id; default 10m
+	// AckWait is how long a worker may hold a request before JetStream
+	// redelivers it to another worker (the recovery time after a crash);
+	// default 30s. The mailer's is twice that, as an SMTP exchange can be slow.
+	AckWait time.Duration
 }
 
 // SetupStreams creates or updates every stream and durable consumer. It is
@@ -68,6 +72,9 @@ func SetupStreams(ctx context.Context, js jetstream.JetStream, cfg StreamConfig)
 	}
 	if cfg.DuplicateWindow <= 0 {
 		cfg.DuplicateWindow = 10 * time.Minute
+	}
+	if cfg.AckWait <= 0 {
+		cfg.AckWait = 30 * time.Second
 	}
 	streams := []jetstream.StreamConfig{
 		{Name: RequestsStream, Subjects: []string{RequestsSubject}, Retention: jetstream.WorkQueuePolicy,
@@ -89,9 +96,9 @@ func SetupStreams(ctx context.Context, js jetstream.JetStream, cfg StreamConfig)
 		cfg    jetstream.ConsumerConfig
 	}{
 		{RequestsStream, jetstream.ConsumerConfig{Durable: WorkerConsumer, AckPolicy: jetstream.AckExplicitPolicy,
-			AckWait: 30 * time.Second, MaxDeliver: -1, MaxAckPending: 20000}},
+			AckWait: cfg.AckWait, MaxDeliver: -1, MaxAckPending: 20000}},
 		{MailStream, jetstream.ConsumerConfig{Durable: MailerConsumer, AckPolicy: jetstream.AckExplicitPolicy,
-			AckWait: 60 * time.Second, MaxDeliver: -1, MaxAckPending: 1000}},
+			AckWait: 2 * cfg.AckWait, MaxDeliver: -1, MaxAckPending: 1000}},
 	}
 	for _, c := range consumers {
 		if _, err := js.CreateOrUpdateConsumer(ctx, c.stream, c.cfg); err != nil {

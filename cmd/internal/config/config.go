@@ -36,6 +36,7 @@ type Config struct {
 	ExpiredInvitations string // keep | release
 	NATSFsync          string // always | a duration such as 1s
 	NATSReplicas       int
+	AckWait            time.Duration
 	RateLimit          float64
 	RateBurst          int
 	WorkerBatch        int
@@ -55,6 +56,7 @@ func Defaults() Config {
 		ExpiredInvitations: "keep",
 		NATSFsync:          "always",
 		NATSReplicas:       1,
+		AckWait:            30 * time.Second,
 		RateLimit:          50,
 		RateBurst:          100,
 		WorkerBatch:        64,
@@ -84,6 +86,7 @@ func (c *Config) settings() []setting {
 		{"expired-invitations", "SEATD_EXPIRED_INVITATIONS", "keep (Polar's behaviour) or release (revoke expired pending seats, freeing them)", false, &c.ExpiredInvitations},
 		{"nats-fsync", "SEATD_NATS_FSYNC", "embedded JetStream file store sync: always, or an interval such as 1s", false, &c.NATSFsync},
 		{"nats-replicas", "SEATD_NATS_REPLICAS", "stream replicas (3 on a NATS cluster)", false, &c.NATSReplicas},
+		{"ack-wait", "SEATD_ACK_WAIT", "how long a crashed worker holds a request before another gets it (mailer: twice this)", false, &c.AckWait},
 		{"rate-limit", "SEATD_RATE_LIMIT", "write requests per second per token (0: unlimited)", false, &c.RateLimit},
 		{"rate-burst", "SEATD_RATE_BURST", "burst of write requests per token", false, &c.RateBurst},
 		{"worker-batch", "SEATD_WORKER_BATCH", "requests applied per transaction", false, &c.WorkerBatch},

@@ -99,7 +99,7 @@ func (c *Config) ConnectNATS(ctx context.Context, name string, embed bool, log *
 	out.JS = js
 	sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	if err := events.SetupStreams(sctx, js, events.StreamConfig{Replicas: c.NATSReplicas}); err != nil {
+	if err := events.SetupStreams(sctx, js, events.StreamConfig{Replicas: c.NATSReplicas, AckWait: c.AckWait}); err != nil {
 		out.Close()
 		return nil, err
 	}
