@@ -162,3 +162,12 @@ func (db *DB) Fail(ctx context.Context, r events.Request, code events.Code, deta
 }
 
 func hexDecode(s string) ([]byte, error) { return hex.DecodeString(s) }
+
+// Reopen puts a dead-lettered request back to queued so a replay can apply
+// it. Requests with any other outcome are left alone: a request that was in
+// fact applied is never applied twice.
+func (db *DB) Reopen(ctx context.Context, id string) error {
+	_, err := db.Pool.Exec(ctx, `UPDATE requests SET status = 'queued', code = NULL, result = NULL, completed_at = NULL
+		WHERE id = $1 AND status = 'failed' AND code = $2`, id, events.CodeDeadLettered)
+	return err
+}

@@ -214,11 +214,11 @@ func (w *Worker) deadLetter(ctx context.Context, m jetstream.Msg, req *events.Re
 		dl.RequestID = req.ID
 	}
 	data, _ := json.Marshal(dl)
+	// One dead letter per message: a replayed request that fails again is
+	// a new message with a new sequence, and gets a new dead letter.
 	msgID := "dlq-" + dl.RequestID
-	if dl.RequestID == "" {
-		if md, err := m.Metadata(); err == nil {
-			msgID = fmt.Sprintf("dlq-seq-%d", md.Sequence.Stream)
-		}
+	if md, err := m.Metadata(); err == nil {
+		msgID = fmt.Sprintf("dlq-%s-%d", dl.RequestID, md.Sequence.Stream)
 	}
 	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()

@@ -153,7 +153,7 @@ var commands = map[string]command{
 	"session create":         sessionCreate,
 	"seat show":              seatShow,
 	"import":                 importCmd,
-	"dlq":                    dlqCmd,
+	"dlq":                    deadLetterCmd,
 }
 
 // parse parses flags, allowing them after positional arguments too.
