@@ -167,15 +167,7 @@ func (m *Main) Run(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		hs := &http.Server{
-			Handler:           srv,
-			ReadHeaderTimeout: 5 * time.Second,
-			ReadTimeout:       30 * time.Second,
-			WriteTimeout:      cfg.SyncTimeout + 30*time.Second,
-			IdleTimeout:       90 * time.Second,
-			MaxHeaderBytes:    32 << 10,
-			ErrorLog:          slog.NewLogLogger(m.Log.Handler(), slog.LevelWarn),
-		}
+		hs := srv.HTTPServer()
 		m.mu.Lock()
 		m.httpAddr = ln.Addr().String()
 		m.mu.Unlock()

@@ -317,3 +317,18 @@ func hashOf(parts ...[]byte) []byte {
 	}
 	return h.Sum(nil)
 }
+
+// HTTPServer returns the http.Server seatd serves the ingress with: header,
+// read, write and idle timeouts so slow or stalled clients cannot hold
+// connections, bounded headers, and no version banner (Go sends none).
+func (s *Server) HTTPServer() *http.Server {
+	return &http.Server{
+		Handler:           s,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      s.cfg.SyncTimeout + 30*time.Second,
+		IdleTimeout:       90 * time.Second,
+		MaxHeaderBytes:    32 << 10,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+	}
+}
