@@ -41,6 +41,15 @@ type Request struct {
 	SubmittedAt time.Time `json:"submitted_at"`
 }
 
+// LockKey names the row a request locks first (its pool, or its seat), so
+// a worker can order a batch and take locks in one global order.
+func (r Request) LockKey() string {
+	if a := r.Assign; a != nil {
+		return a.SubscriptionID + a.OrderID + a.CheckoutID
+	}
+	return r.SeatID + r.TokenHash
+}
+
 // ErrMalformed marks a message that can never be applied.
 var ErrMalformed = errors.New("malformed request")
 

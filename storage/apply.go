@@ -36,7 +36,9 @@ func Caller(r events.Request) string {
 func (db *DB) Apply(ctx context.Context, st Settings, reqs []events.Request) ([]events.Result, error) {
 	results := make([]events.Result, len(reqs))
 	err := db.inTx(ctx, func(tx pgx.Tx) error {
-		now := time.Now().UTC()
+		// Microseconds, as Postgres stores them, so seats built here equal
+		// seats read back.
+		now := time.Now().UTC().Truncate(time.Microsecond)
 		for i, r := range reqs {
 			res, err := db.applyOne(ctx, tx, st, r, now)
 			if err != nil {
@@ -67,17 +69,15 @@ func (db *DB) applyOne(ctx context.Context, tx pgx.Tx, st Settings, r events.Req
 		batchID, batchIndex = &r.BatchID, &r.BatchIndex
 	}
 	// Requests published without passing the ingress (imports, replays)
-	// have no ledger row yet.
-	if _, err := tx.Exec(ctx, `INSERT INTO requests (id, op, caller, payload, batch_id, batch_index, created_at)
-		VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (id) DO NOTHING`,
-		r.ID, r.Op, Caller(r), payload, batchID, batchIndex, submitted); err != nil {
-		return events.Result{}, err
-	}
-	// The ledger row lock serialises two workers holding the same request.
+	// have no ledger row yet. The row lock taken here serialises two
+	// workers holding the same request.
 	var status string
 	var stored []byte
-	if err := tx.QueryRow(ctx, `UPDATE requests SET deliveries = deliveries + 1 WHERE id = $1
-		RETURNING status, result`, r.ID).Scan(&status, &stored); err != nil {
+	if err := tx.QueryRow(ctx, `INSERT INTO requests (id, op, caller, payload, batch_id, batch_index, created_at, deliveries)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, 1)
+		ON CONFLICT (id) DO UPDATE SET deliveries = requests.deliveries + 1
+		RETURNING status, result`,
+		r.ID, r.Op, Caller(r), payload, batchID, batchIndex, submitted).Scan(&status, &stored); err != nil {
 		return events.Result{}, err
 	}
 	if status != "queued" {

@@ -75,8 +75,9 @@ type InvitationMail struct {
 type Delivery struct {
 	Mail InvitationMail
 
-	db   *DB
-	conn *pgxpool.Conn
+	db     *DB
+	conn   *pgxpool.Conn
+	lockID string // the invitation id the advisory lock is keyed by
 }
 
 // deliveryLockSQL names the advisory lock of one invitation. A collision of
@@ -108,7 +109,7 @@ func (db *DB) StartDelivery(ctx context.Context, invitationID string) (*Delivery
 		conn.Release()
 		return nil, ErrDeliveryBusy
 	}
-	d := &Delivery{db: db, conn: conn}
+	d := &Delivery{db: db, conn: conn, lockID: invitationID}
 	if err := d.load(ctx, invitationID); err != nil {
 		d.Close()
 		return nil, err
@@ -125,7 +126,8 @@ func (d *Delivery) load(ctx context.Context, invitationID string) error {
 		to, product, org        *string
 		expired                 bool
 	)
-	err := d.q().QueryRow(ctx, `SELECT i.id, i.seat_id, i.nonce, i.expires_at, i.delivery_state, i.attempts,
+	err := d.query(ctx, func(q querier) error {
+		return q.QueryRow(ctx, `SELECT i.id, i.seat_id, i.nonce, i.expires_at, i.delivery_state, i.attempts,
 			i.expires_at <= now(), s.status, s.invitation_id::text, s.invitation_token_hash,
 			coalesce(s.email, c.email), s.inviter_email,
 			coalesce(sub.product_name, o.product_name), org.name
@@ -137,9 +139,10 @@ func (d *Delivery) load(ctx context.Context, invitationID string) error {
 		LEFT JOIN customers pc ON pc.id = coalesce(sub.customer_id, o.customer_id)
 		LEFT JOIN organizations org ON org.id = pc.organization_id
 		WHERE i.id = $1`, invitationID).Scan(
-		&m.InvitationID, &m.SeatID, &m.Nonce, &m.ExpiresAt, &state, &m.Attempts,
-		&expired, &seatStatus, &seatInvitation, &m.TokenHash,
-		&to, &inviter, &product, &org)
+			&m.InvitationID, &m.SeatID, &m.Nonce, &m.ExpiresAt, &state, &m.Attempts,
+			&expired, &seatStatus, &seatInvitation, &m.TokenHash,
+			&to, &inviter, &product, &org)
+	})
 	if errors.Is(err, pgx.ErrNoRows) {
 		return events.Errorf(events.CodeNotFound, "invitation %s not found", invitationID)
 	}
@@ -171,7 +174,7 @@ func (d *Delivery) load(ctx context.Context, invitationID string) error {
 }
 
 func (d *Delivery) cancel(ctx context.Context, why string) error {
-	_, err := d.q().Exec(ctx, `UPDATE invitations SET delivery_state = 'cancelled', last_error = $2, updated_at = now()
+	err := d.exec(ctx, `UPDATE invitations SET delivery_state = 'cancelled', last_error = $2, updated_at = now()
 		WHERE id = $1 AND delivery_state IN ('queued', 'sending')`, d.Mail.InvitationID, why)
 	if err != nil {
 		return fmt.Errorf("cancel invitation %s: %w", d.Mail.InvitationID, err)
@@ -186,12 +189,14 @@ func (d *Delivery) cancel(ctx context.Context, why string) error {
 // or resend committed since StartDelivery is honoured (ErrNotDeliverable).
 func (d *Delivery) MarkSending(ctx context.Context) (int, error) {
 	var attempts int
-	err := d.q().QueryRow(ctx, `UPDATE invitations i
+	err := d.query(ctx, func(q querier) error {
+		return q.QueryRow(ctx, `UPDATE invitations i
 		SET delivery_state = 'sending', attempts = i.attempts + 1, updated_at = now()
 		FROM seats s
 		WHERE i.id = $1 AND s.id = i.seat_id AND s.status = 'pending' AND s.invitation_id = i.id
 			AND i.delivery_state IN ('queued', 'sending') AND i.expires_at > now()
 		RETURNING i.attempts`, d.Mail.InvitationID).Scan(&attempts)
+	})
 	if errors.Is(err, pgx.ErrNoRows) {
 		// Something changed since load: decide again, which cancels it.
 		if err := d.load(ctx, d.Mail.InvitationID); err != nil {
@@ -209,7 +214,7 @@ func (d *Delivery) MarkSending(ctx context.Context) (int, error) {
 // MarkSent records that the SMTP server accepted the message. It wins over
 // a cancellation committed during the attempt: the email did go out.
 func (d *Delivery) MarkSent(ctx context.Context) error {
-	_, err := d.q().Exec(ctx, `UPDATE invitations SET delivery_state = 'sent', sent_at = now(), updated_at = now()
+	err := d.exec(ctx, `UPDATE invitations SET delivery_state = 'sent', sent_at = now(), updated_at = now()
 		WHERE id = $1 AND delivery_state <> 'sent'`, d.Mail.InvitationID)
 	if err != nil {
 		return fmt.Errorf("mark invitation %s sent: %w", d.Mail.InvitationID, err)
@@ -222,7 +227,7 @@ func (d *Delivery) MarkSent(ctx context.Context) error {
 // queued with reason as its last error. An invitation cancelled during the
 // attempt stays cancelled.
 func (d *Delivery) MarkRetry(ctx context.Context, reason string) error {
-	_, err := d.q().Exec(ctx, `UPDATE invitations SET delivery_state = 'queued', last_error = $2, updated_at = now()
+	err := d.exec(ctx, `UPDATE invitations SET delivery_state = 'queued', last_error = $2, updated_at = now()
 		WHERE id = $1 AND delivery_state = 'sending'`, d.Mail.InvitationID, clipError(reason))
 	if err != nil {
 		return fmt.Errorf("mark invitation %s for retry: %w", d.Mail.InvitationID, err)
@@ -233,7 +238,7 @@ func (d *Delivery) MarkRetry(ctx context.Context, reason string) error {
 
 // MarkFailed records a permanent failure with its reason.
 func (d *Delivery) MarkFailed(ctx context.Context, reason string) error {
-	_, err := d.q().Exec(ctx, `UPDATE invitations SET delivery_state = 'failed', last_error = $2, updated_at = now()
+	err := d.exec(ctx, `UPDATE invitations SET delivery_state = 'failed', last_error = $2, updated_at = now()
 		WHERE id = $1 AND delivery_state IN ('queued', 'sending')`, d.Mail.InvitationID, clipError(reason))
 	if err != nil {
 		return fmt.Errorf("mark invitation %s failed: %w", d.Mail.InvitationID, err)
@@ -249,9 +254,11 @@ func (d *Delivery) Close() {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if _, err := d.conn.Exec(ctx, `SELECT pg_advisory_unlock(`+deliveryLockSQL+`)`, d.Mail.InvitationID); err != nil {
-		// A connection we cannot unlock must not go back to the pool with
-		// the lock still held.
+	var unlocked bool
+	err := d.conn.QueryRow(ctx, `SELECT pg_advisory_unlock(`+deliveryLockSQL+`)`, d.lockID).Scan(&unlocked)
+	if err != nil || !unlocked {
+		// A connection that may still hold the lock must not go back to
+		// the pool.
 		discardConn(d.conn)
 	} else {
 		d.conn.Release()
@@ -259,18 +266,31 @@ func (d *Delivery) Close() {
 	d.conn = nil
 }
 
-// q is where the ledger writes go: the lock's connection, so a delivery
-// never needs a second connection from a pool its peers may have
-// exhausted; or the pool once that connection is gone (the database
-// restarted mid-attempt), so the outcome can still be recorded.
-func (d *Delivery) q() interface {
+type querier interface {
 	Exec(context.Context, string, ...any) (pgconn.CommandTag, error)
 	QueryRow(context.Context, string, ...any) pgx.Row
-} {
-	if d.conn != nil && !d.conn.Conn().IsClosed() {
-		return d.conn
+}
+
+// query runs the delivery's statements on the lock's connection, so a
+// delivery never needs a second connection from a pool its peers may have
+// exhausted; once that connection is gone (the database restarted, or the
+// session was terminated) it runs them on the pool, so the outcome of an
+// attempt can still be recorded. Every statement here may be repeated.
+func (d *Delivery) query(ctx context.Context, f func(querier) error) error {
+	if c := d.conn; c != nil && !c.Conn().IsClosed() {
+		err := f(c)
+		if err == nil || !c.Conn().IsClosed() {
+			return err
+		}
 	}
-	return d.db.Pool
+	return f(d.db.Pool)
+}
+
+func (d *Delivery) exec(ctx context.Context, sql string, args ...any) error {
+	return d.query(ctx, func(q querier) error {
+		_, err := q.Exec(ctx, sql, args...)
+		return err
+	})
 }
 
 func discardConn(c *pgxpool.Conn) {

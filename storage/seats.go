@@ -150,10 +150,11 @@ func resolvePool(ctx context.Context, tx pgx.Tx, a *events.SeatAssign, caller st
 }
 
 type recipient struct {
-	customerID string
-	memberID   *string
-	email      *string // seat email (member model)
-	holder     string
+	customerID    string
+	customerEmail string
+	memberID      *string
+	email         *string // seat email (member model)
+	holder        string
 }
 
 func resolveRecipient(ctx context.Context, tx pgx.Tx, p pool, a *events.SeatAssign) (recipient, error) {
@@ -185,27 +186,28 @@ func resolveRecipient(ctx context.Context, tx pgx.Tx, p pool, a *events.SeatAssi
 			return recipient{}, err
 		}
 		email := custEmail
-		return recipient{customerID: p.customerID, memberID: &memberID, email: &email, holder: "email:" + events.NormalizeEmail(custEmail)}, nil
+		return recipient{customerID: p.customerID, customerEmail: p.customerEmail, memberID: &memberID, email: &email,
+			holder: "email:" + events.NormalizeEmail(custEmail)}, nil
 	}
 	if custID == "" {
-		if custID, err = findOrCreateCustomer(ctx, tx, p.orgID, custEmail); err != nil {
+		if custID, custEmail, err = findOrCreateCustomer(ctx, tx, p.orgID, custEmail); err != nil {
 			return recipient{}, err
 		}
 	}
-	return recipient{customerID: custID, holder: "customer:" + custID}, nil
+	return recipient{customerID: custID, customerEmail: custEmail, holder: "customer:" + custID}, nil
 }
 
 // findOrCreateCustomer is safe under concurrency: the unique index on
 // (organization_id, lower(email)) lets exactly one insert win, and the
 // losers read the winner's row.
-func findOrCreateCustomer(ctx context.Context, tx pgx.Tx, orgID, email string) (string, error) {
-	var id string
-	err := tx.QueryRow(ctx, `INSERT INTO customers (id, organization_id, email) VALUES ($1, $2, $3)
-		ON CONFLICT (organization_id, lower(email)) DO NOTHING RETURNING id`, uuid.NewString(), orgID, email).Scan(&id)
+func findOrCreateCustomer(ctx context.Context, tx pgx.Tx, orgID, email string) (id, stored string, err error) {
+	err = tx.QueryRow(ctx, `INSERT INTO customers (id, organization_id, email) VALUES ($1, $2, $3)
+		ON CONFLICT (organization_id, lower(email)) DO NOTHING RETURNING id, email`, uuid.NewString(), orgID, email).Scan(&id, &stored)
 	if errors.Is(err, pgx.ErrNoRows) {
-		err = tx.QueryRow(ctx, `SELECT id FROM customers WHERE organization_id = $1 AND lower(email) = lower($2)`, orgID, email).Scan(&id)
+		err = tx.QueryRow(ctx, `SELECT id, email FROM customers WHERE organization_id = $1 AND lower(email) = lower($2)`,
+			orgID, email).Scan(&id, &stored)
 	}
-	return id, err
+	return id, stored, err
 }
 
 func findOrCreateMember(ctx context.Context, tx pgx.Tx, customerID, email string) (string, error) {
@@ -252,7 +254,16 @@ func (db *DB) assign(ctx context.Context, tx pgx.Tx, st Settings, r events.Reque
 		return events.Result{}, events.Errorf(events.CodeAlreadyAssigned, "Seat already assigned to customer %s", who)
 	}
 
-	seatID := uuid.NewString()
+	// The seat is built here rather than read back: one round trip fewer
+	// per request, and the trailing writes go out as one batch.
+	seat := events.CustomerSeat{ID: uuid.NewString(), CreatedAt: now, Status: events.SeatPending,
+		CustomerID: &rcpt.customerID, MemberID: rcpt.memberID, Email: rcpt.email, CustomerEmail: &rcpt.customerEmail,
+		SeatMetadata: a.Metadata}
+	if p.table == "orders" {
+		seat.OrderID = &p.id
+	} else {
+		seat.SubscriptionID = &p.id
+	}
 	var meta any
 	if len(a.Metadata) > 0 {
 		meta = string(a.Metadata)
@@ -261,44 +272,65 @@ func (db *DB) assign(ctx context.Context, tx pgx.Tx, st Settings, r events.Reque
 	if r.MemberID != "" {
 		_ = tx.QueryRow(ctx, `SELECT email FROM members WHERE id = $1`, r.MemberID).Scan(&inviter)
 	}
+	var (
+		invID     *string
+		tokenHash []byte
+		nonce     []byte
+		evType    = events.SeatAssigned
+	)
 	if a.ImmediateClaim {
-		_, err = tx.Exec(ctx, `INSERT INTO seats (id, `+p.column()+`, status, customer_id, member_id, email, holder,
-				claimed_at, seat_metadata, inviter_email, created_at)
-			VALUES ($1, $2, 'claimed', $3, $4, $5, $6, $7, $8::jsonb, $9, $7)`,
-			seatID, p.id, rcpt.customerID, rcpt.memberID, rcpt.email, rcpt.holder, now, meta, inviter)
+		seat.Status, seat.ClaimedAt, evType = events.SeatClaimed, &now, events.SeatClaimedEvent
 	} else {
-		invID, nonce, expires := uuid.NewString(), NewNonce(), now.Add(st.invitationTTL())
-		_, err = tx.Exec(ctx, `INSERT INTO seats (id, `+p.column()+`, status, customer_id, member_id, email, holder,
-				invitation_id, invitation_token_hash, invitation_token_expires_at, seat_metadata, inviter_email, created_at)
-			VALUES ($1, $2, 'pending', $3, $4, $5, $6, $7, $8, $9, $10::jsonb, $11, $12)`,
-			seatID, p.id, rcpt.customerID, rcpt.memberID, rcpt.email, rcpt.holder,
-			invID, HashToken(st.Keys.InvitationToken(nonce)), expires, meta, inviter, now)
-		if err == nil {
-			err = insertInvitation(ctx, tx, invID, seatID, nonce, expires, now)
-		}
+		id, expires := uuid.NewString(), now.Add(st.invitationTTL())
+		invID, nonce, seat.InvitationTokenExpiresAt = &id, NewNonce(), &expires
+		tokenHash = HashToken(st.Keys.InvitationToken(nonce))
 	}
+	// version 2: the assigned (or claimed) event below is the seat's first.
+	_, err = tx.Exec(ctx, `INSERT INTO seats (id, `+p.column()+`, status, customer_id, member_id, email, holder,
+			invitation_id, invitation_token_hash, invitation_token_expires_at, claimed_at, seat_metadata, inviter_email,
+			created_at, version)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12::jsonb, $13, $14, 2)`,
+		seat.ID, p.id, seat.Status, rcpt.customerID, rcpt.memberID, rcpt.email, rcpt.holder,
+		invID, tokenHash, seat.InvitationTokenExpiresAt, seat.ClaimedAt, meta, inviter, now)
 	if isUniqueViolation(err, "seats_one_per_holder") {
 		return events.Result{}, events.Errorf(events.CodeAlreadyAssigned, "Seat already assigned to customer %s", rcpt.customerID)
 	}
 	if err != nil {
 		return events.Result{}, fmt.Errorf("insert seat: %w", err)
 	}
+	b := &pgx.Batch{}
+	if invID != nil {
+		queueInvitation(b, *invID, seat.ID, nonce, *seat.InvitationTokenExpiresAt, now)
+	}
 	// The CHECK on seats_used is the last line of defence against oversell.
-	if _, err := tx.Exec(ctx, `UPDATE `+p.table+` SET seats_used = seats_used + 1 WHERE id = $1`, p.id); err != nil {
-		return events.Result{}, fmt.Errorf("count seat: %w", err)
+	b.Queue(`UPDATE `+p.table+` SET seats_used = seats_used + 1 WHERE id = $1`, p.id)
+	if err := queueOutbox(b, events.SeatEventSubject(evType), seatEvent(evType, seat, 1, now)); err != nil {
+		return events.Result{}, err
 	}
-	seat, err := loadSeat(ctx, tx, seatID)
+	if err := tx.SendBatch(ctx, b).Close(); err != nil {
+		return events.Result{}, fmt.Errorf("assign %s: %w", seat.ID, err)
+	}
+	return events.Result{Code: events.CodeOK, Seat: &seat}, nil
+}
+
+func seatEvent(t events.SeatEventType, seat events.CustomerSeat, version int, now time.Time) events.SeatEvent {
+	return events.SeatEvent{ID: uuid.NewString(), Type: t, Timestamp: now, Version: version, Data: seat}
+}
+
+func queueInvitation(b *pgx.Batch, invID, seatID string, nonce []byte, expires, now time.Time) {
+	b.Queue(`INSERT INTO invitations (id, seat_id, nonce, expires_at, created_at, updated_at)
+		VALUES ($1, $2, $3, $4, $5, $5)`, invID, seatID, nonce, expires, now)
+	payload, _ := json.Marshal(events.MailRequest{InvitationID: invID, SeatID: seatID})
+	b.Queue(`INSERT INTO outbox (subject, msg_id, payload) VALUES ($1, $2, $3)`, events.MailSubject, "mail-"+invID, payload)
+}
+
+func queueOutbox(b *pgx.Batch, subject string, ev events.SeatEvent) error {
+	payload, err := json.Marshal(ev)
 	if err != nil {
-		return events.Result{}, err
+		return err
 	}
-	evType := events.SeatAssigned
-	if a.ImmediateClaim {
-		evType = events.SeatClaimedEvent
-	}
-	if err := emitSeatEvent(ctx, tx, evType, seat, now); err != nil {
-		return events.Result{}, err
-	}
-	return events.Result{Code: events.CodeOK, Seat: &seat.seat}, nil
+	b.Queue(`INSERT INTO outbox (subject, msg_id, payload) VALUES ($1, $2, $3)`, subject, "event-"+ev.ID, payload)
+	return nil
 }
 
 func insertInvitation(ctx context.Context, tx pgx.Tx, invID, seatID string, nonce []byte, expires, now time.Time) error {

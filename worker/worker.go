@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime/debug"
+	"sort"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -141,6 +142,10 @@ func (w *Worker) handle(ctx context.Context, msgs []jetstream.Msg) {
 	if len(items) == 0 {
 		return
 	}
+	// Take pool locks in one global order, so two workers' batches wait for
+	// each other instead of deadlocking. The sort is stable: requests for
+	// one pool keep their queue order.
+	sort.SliceStable(items, func(i, j int) bool { return items[i].req.LockKey() < items[j].req.LockKey() })
 	if len(items) > 1 {
 		if err := w.apply(ctx, items); err == nil {
 			return
