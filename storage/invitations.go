@@ -303,14 +303,14 @@ func discardConn(c *pgxpool.Conn) {
 // InvitationDeliveryStatus is what an operator sees of the delivery of a
 // seat's latest invitation.
 type InvitationDeliveryStatus struct {
-	InvitationID string
-	State        DeliveryState
-	Attempts     int
-	LastError    string
-	SentAt       *time.Time
-	ExpiresAt    time.Time
-	CreatedAt    time.Time
-	UpdatedAt    time.Time
+	InvitationID string        `json:"invitation_id"`
+	State        DeliveryState `json:"delivery_state"`
+	Attempts     int           `json:"attempts"`
+	LastError    string        `json:"last_error"`
+	SentAt       *time.Time    `json:"sent_at"`
+	ExpiresAt    time.Time     `json:"expires_at"`
+	CreatedAt    time.Time     `json:"created_at"`
+	UpdatedAt    time.Time     `json:"updated_at"`
 }
 
 // InvitationDelivery returns the delivery state of the seat's latest

@@ -3,6 +3,8 @@ package main
 import (
 	"errors"
 	"flag"
+
+	"github.com/seatd/seatd/events"
 )
 
 func seatShow(e *env, fs *flag.FlagSet, args []string) error {
@@ -21,6 +23,12 @@ func seatShow(e *env, fs *flag.FlagSet, args []string) error {
 		return describe(err)
 	}
 	out := map[string]any{"seat": seat, "invitation": nil}
-	// TODO(lead): invitation delivery state from storage/invitations.go
+	inv, err := e.db.InvitationDelivery(e.ctx, seat.ID)
+	switch {
+	case err == nil:
+		out["invitation"] = inv
+	case events.ErrorCode(err) != events.CodeNotFound: // immediate claims have none
+		return err
+	}
 	return e.print(out)
 }

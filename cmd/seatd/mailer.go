@@ -4,10 +4,18 @@ import (
 	"context"
 
 	"github.com/seatd/seatd/cmd/internal/config"
+	"github.com/seatd/seatd/mailer"
 	"github.com/seatd/seatd/storage"
 )
 
-// mailer builds the mailer role. TODO(lead): wire mailer.New once it lands.
+// mailer builds the mailer role: SMTP_URL's server, or the mail drop.
 func (m *Main) mailer(db *storage.DB, nc *config.NATS, keys storage.Keys) (func(context.Context) error, error) {
-	return func(ctx context.Context) error { <-ctx.Done(); return nil }, nil
+	sender, desc, err := mailer.NewSender(m.Config.SMTPURL, m.Config.DataDir, m.Log)
+	if err != nil {
+		return nil, err
+	}
+	m.Log.Info("mailer sends through " + desc)
+	mm := mailer.New(mailer.Config{DB: db, JS: nc.JS, Sender: sender, Keys: keys,
+		PublicURL: m.Config.PublicURL, From: m.Config.MailFrom, Log: m.Log})
+	return mm.Run, nil
 }

@@ -1,0 +1,384 @@
+package mailer
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/seatd/seatd/events"
+	"github.com/seatd/seatd/mailer/mailtest"
+	"github.com/seatd/seatd/storage"
+	"github.com/seatd/seatd/storage/storagetest"
+)
+
+const testPublicURL = "https://seats.example.test"
+
+var testSecret = []byte("mailer-test-secret-0123456789abcdef")
+
+// bundle is what an end-to-end mailer test works with: a fresh database, a
+// JetStream server with seatd's streams, a test SMTP server and the keys.
+type bundle struct {
+	dbURL string
+	db    *storage.DB
+	ns    *server.Server
+	nc    *nats.Conn
+	js    jetstream.JetStream
+	smtp  *mailtest.Server
+	keys  storage.Keys
+}
+
+type setupOpts struct {
+	dbURL string          // default: storagetest.NewDatabase
+	smtp  mailtest.Config // the test SMTP server's configuration
+}
+
+func setup(t *testing.T, opts setupOpts) *bundle {
+	t.Helper()
+	ctx := t.Context()
+	b := &bundle{dbURL: opts.dbURL}
+	if b.dbURL == "" {
+		b.dbURL = storagetest.NewDatabase(t)
+	}
+	db, err := storage.Open(ctx, b.dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(db.Close)
+	b.db = db
+
+	ns, err := events.StartServer(events.ServerConfig{Port: -1, StoreDir: t.TempDir(), Fsync: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(ns.Shutdown)
+	b.ns = ns
+	nc, err := events.Connect(ns.ClientURL(), "mailer-test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	b.nc = nc
+	if b.js, err = jetstream.New(nc); err != nil {
+		t.Fatal(err)
+	}
+	if err := events.SetupStreams(ctx, b.js, events.StreamConfig{}); err != nil {
+		t.Fatal(err)
+	}
+	b.smtp = mailtest.Start(t, opts.smtp)
+	if b.keys, err = storage.NewKeys(testSecret); err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// setAckWait shortens the mail consumer's AckWait so redeliveries after a
+// crash happen within a test's patience.
+func (b *bundle) setAckWait(t *testing.T, d time.Duration) {
+	t.Helper()
+	_, err := b.js.CreateOrUpdateConsumer(t.Context(), events.MailStream, jetstream.ConsumerConfig{
+		Durable: events.MailerConsumer, AckPolicy: jetstream.AckExplicitPolicy,
+		AckWait: d, MaxDeliver: -1, MaxAckPending: 1000,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// sender is an SMTP sender for the bundle's test server.
+func (b *bundle) sender(t *testing.T, query string) *SMTPSender {
+	t.Helper()
+	cfg, err := ParseSMTPURL(b.smtp.URL() + query)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Timeout = 5 * time.Second
+	s, err := NewSMTPSender(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// config is a Mailer configuration with test timings.
+func (b *bundle) config(t *testing.T) Config {
+	return Config{
+		DB: b.db, JS: b.js, Sender: b.sender(t, ""), Keys: b.keys, PublicURL: testPublicURL,
+		From: "Seats <no-reply@example.test>", Log: testLogger(t),
+		RetryBase: 50 * time.Millisecond, RetryMax: time.Second, FetchWait: time.Second,
+	}
+}
+
+// run starts a Mailer and returns a function that stops it and waits for
+// Run to return; the test's cleanup stops it too.
+func (b *bundle) run(t *testing.T, cfg Config) (stop func()) {
+	t.Helper()
+	return runMailer(t, New(cfg))
+}
+
+func runMailer(t *testing.T, m *Mailer) (stop func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- m.Run(ctx) }()
+	stopped := false
+	stop = func() {
+		if stopped {
+			return
+		}
+		stopped = true
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("Run: %v", err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Errorf("Run did not return within 10s of cancel")
+		}
+	}
+	t.Cleanup(stop)
+	return stop
+}
+
+func testLogger(t *testing.T) *slog.Logger {
+	return slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+// seed describes the invitation to create.
+type seed struct {
+	orgName     string
+	product     string
+	order       bool    // the pool is a one-time order, not a subscription
+	seatEmail   string  // "" invites an existing customer by id
+	custEmail   string  // the invited customer's email when seatEmail is ""
+	inviter     *string // nil: no inviter recorded
+	expiresIn   time.Duration
+	seatPending bool
+}
+
+// invitation is a seeded invitation.
+type invitation struct {
+	id, seatID, poolID string
+	nonce              []byte
+	token              string
+	to                 string
+}
+
+func ptr(s string) *string { return &s }
+
+// seedInvitation writes an organization, its buyer, a pool, a pending seat
+// and its invitation, as the worker would.
+func (b *bundle) seedInvitation(t *testing.T, s seed) invitation {
+	t.Helper()
+	ctx := t.Context()
+	if s.orgName == "" {
+		s.orgName = "Acme Inc"
+	}
+	if s.product == "" {
+		s.product = "Acme Pro"
+	}
+	if s.expiresIn == 0 {
+		s.expiresIn = 24 * time.Hour
+	}
+	orgID, buyerID, poolID, seatID := uuid.NewString(), uuid.NewString(), uuid.NewString(), uuid.NewString()
+	exec := func(sql string, args ...any) {
+		t.Helper()
+		if _, err := b.db.Pool.Exec(ctx, sql, args...); err != nil {
+			t.Fatalf("seed: %v\n%s", err, sql)
+		}
+	}
+	exec(`INSERT INTO organizations (id, name, slug) VALUES ($1, $2, $3)`, orgID, s.orgName, "org-"+orgID[:8])
+	exec(`INSERT INTO customers (id, organization_id, email) VALUES ($1, $2, $3)`, buyerID, orgID, "buyer-"+orgID[:8]+"@example.test")
+	table, column := "subscriptions", "subscription_id"
+	status := "active"
+	if s.order {
+		table, column, status = "orders", "order_id", "paid"
+	}
+	exec(`INSERT INTO `+table+` (id, customer_id, product_name, seats, seats_used, status) VALUES ($1, $2, $3, 10, 1, $4)`,
+		poolID, buyerID, s.product, status)
+
+	inv := invitation{id: uuid.NewString(), seatID: seatID, poolID: poolID, nonce: storage.NewNonce()}
+	inv.token = b.keys.InvitationToken(inv.nonce)
+	expires := time.Now().Add(s.expiresIn)
+	var email, customerID *string
+	if s.seatEmail != "" {
+		email, inv.to = &s.seatEmail, s.seatEmail
+	} else {
+		if s.custEmail == "" {
+			s.custEmail = "member-" + seatID[:8] + "@example.test"
+		}
+		id := uuid.NewString()
+		exec(`INSERT INTO customers (id, organization_id, email) VALUES ($1, $2, $3)`, id, orgID, s.custEmail)
+		customerID, inv.to = &id, s.custEmail
+	}
+	holder := inv.to
+	if customerID != nil {
+		holder = *customerID
+	}
+	exec(`INSERT INTO seats (id, `+column+`, status, customer_id, email, holder, invitation_id,
+			invitation_token_hash, invitation_token_expires_at, inviter_email)
+		VALUES ($1, $2, 'pending', $3, $4, $5, $6, $7, $8, $9)`,
+		seatID, poolID, customerID, email, holder, inv.id, storage.HashToken(inv.token), expires, s.inviter)
+	exec(`INSERT INTO invitations (id, seat_id, nonce, expires_at) VALUES ($1, $2, $3, $4)`,
+		inv.id, seatID, inv.nonce, expires)
+	return inv
+}
+
+// resend supersedes the seat's invitation with a new one, as the worker's
+// resend does.
+func (b *bundle) resend(t *testing.T, old invitation) invitation {
+	t.Helper()
+	inv := old
+	inv.id, inv.nonce = uuid.NewString(), storage.NewNonce()
+	inv.token = b.keys.InvitationToken(inv.nonce)
+	expires := time.Now().Add(24 * time.Hour)
+	ctx := t.Context()
+	if _, err := b.db.Pool.Exec(ctx, `UPDATE seats SET invitation_id = $2, invitation_token_hash = $3,
+		invitation_token_expires_at = $4 WHERE id = $1`, inv.seatID, inv.id, storage.HashToken(inv.token), expires); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.db.Pool.Exec(ctx, `INSERT INTO invitations (id, seat_id, nonce, expires_at) VALUES ($1, $2, $3, $4)`,
+		inv.id, inv.seatID, inv.nonce, expires); err != nil {
+		t.Fatal(err)
+	}
+	return inv
+}
+
+// revoke revokes the seat as the worker does, but leaves the invitation's
+// delivery state alone, so the test sees the mailer's own decision.
+func (b *bundle) revoke(t *testing.T, inv invitation) {
+	t.Helper()
+	if _, err := b.db.Pool.Exec(t.Context(), `UPDATE seats SET status = 'revoked', revoked_at = now(),
+		invitation_id = NULL, invitation_token_hash = NULL, invitation_token_expires_at = NULL,
+		customer_id = NULL, email = NULL, holder = NULL WHERE id = $1`, inv.seatID); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// publish sends the mail request for inv, as the outbox relay does.
+func (b *bundle) publish(t *testing.T, inv invitation) {
+	t.Helper()
+	b.publishAs(t, inv, "mail-"+inv.id)
+}
+
+func (b *bundle) publishAs(t *testing.T, inv invitation, msgID string) {
+	t.Helper()
+	data, err := json.Marshal(events.MailRequest{InvitationID: inv.id, SeatID: inv.seatID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.js.Publish(t.Context(), events.MailSubject, data, jetstream.WithMsgID(msgID)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// ledgerRow is an invitation's row in the delivery ledger.
+type ledgerRow struct {
+	state     storage.DeliveryState
+	attempts  int
+	lastError string
+	sent      bool
+}
+
+func (b *bundle) ledger(t *testing.T, invitationID string) ledgerRow {
+	t.Helper()
+	var (
+		r         ledgerRow
+		state     string
+		lastError *string
+		sentAt    *time.Time
+	)
+	if err := b.db.Pool.QueryRow(context.Background(), `SELECT delivery_state, attempts, last_error, sent_at
+		FROM invitations WHERE id = $1`, invitationID).Scan(&state, &r.attempts, &lastError, &sentAt); err != nil {
+		t.Fatal(err)
+	}
+	r.state, r.sent = storage.DeliveryState(state), sentAt != nil
+	if lastError != nil {
+		r.lastError = *lastError
+	}
+	return r
+}
+
+// waitState waits until the invitation's delivery state is want.
+func (b *bundle) waitState(t *testing.T, invitationID string, want storage.DeliveryState, timeout time.Duration) ledgerRow {
+	t.Helper()
+	var r ledgerRow
+	checkFor(t, timeout, 20*time.Millisecond, func() error {
+		r = b.ledger(t, invitationID)
+		if r.state != want {
+			return fmt.Errorf("invitation %s is %s (attempts %d, last error %q), want %s", invitationID, r.state, r.attempts, r.lastError, want)
+		}
+		return nil
+	})
+	return r
+}
+
+// waitSettled waits until the mail consumer has no message pending or
+// unacknowledged: every request was acknowledged or terminated.
+func (b *bundle) waitSettled(t *testing.T, timeout time.Duration) {
+	t.Helper()
+	checkFor(t, timeout, 20*time.Millisecond, func() error {
+		cons, err := b.js.Consumer(t.Context(), events.MailStream, events.MailerConsumer)
+		if err != nil {
+			return err
+		}
+		info := cons.CachedInfo()
+		if info.NumPending != 0 || info.NumAckPending != 0 {
+			return fmt.Errorf("consumer: %d pending, %d awaiting ack", info.NumPending, info.NumAckPending)
+		}
+		return nil
+	})
+}
+
+// checkFor calls f every interval until it returns nil, and fails the
+// test with f's last error after timeout.
+func checkFor(t testing.TB, timeout, interval time.Duration, f func() error) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		err := f()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after %v: %v", timeout, err)
+		}
+		time.Sleep(interval)
+	}
+}
+
+// stays asserts that f keeps returning nil for d: the check for things
+// that must not happen (a retry loop, a second send).
+func stays(t testing.TB, d time.Duration, f func() error) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for time.Now().Before(deadline) {
+		if err := f(); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// claimLink finds the claim link in a body.
+func claimLink(t *testing.T, body string) string {
+	t.Helper()
+	i := strings.Index(body, testPublicURL+"/claim?token=")
+	if i < 0 {
+		t.Fatalf("no claim link in:\n%s", body)
+	}
+	end := strings.IndexAny(body[i:], "\" \r\n<")
+	if end < 0 {
+		end = len(body) - i
+	}
+	return body[i : i+end]
+}
