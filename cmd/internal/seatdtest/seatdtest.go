@@ -24,10 +24,14 @@ import (
 
 	"github.com/seatd/seatd/cmd/internal/ingress"
 	"github.com/seatd/seatd/events"
+	"github.com/seatd/seatd/mailer"
 	"github.com/seatd/seatd/storage"
 	"github.com/seatd/seatd/storage/storagetest"
 	"github.com/seatd/seatd/worker"
 )
+
+// PublicURL is the base of claim links in tests' invitation emails.
+const PublicURL = "http://seats.example.test"
 
 // Options tune the pipeline.
 type Options struct {
@@ -39,6 +43,10 @@ type Options struct {
 	BatchSize     int
 	MaxDeliveries int
 	DatabaseURL   string // default: a fresh database
+	// Mail starts a mailer: "drop" writes .eml files under MailDir, any
+	// other value is an SMTP_URL. Empty: no mailer.
+	Mail    string
+	MailDir string
 }
 
 // Env is a running pipeline.
@@ -109,6 +117,20 @@ func New(t testing.TB, opts Options) *Env {
 	poke := make(chan struct{}, 1)
 	relay := &worker.Relay{DB: e.DB, JS: e.JS, Log: e.Log, Poke: poke, Tick: 20 * time.Millisecond}
 	e.goRun(relay.Run)
+
+	if opts.Mail != "" {
+		smtpURL := opts.Mail
+		if smtpURL == "drop" {
+			smtpURL = ""
+		}
+		sender, _, err := mailer.NewSender(smtpURL, opts.MailDir, e.Log)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := mailer.New(mailer.Config{DB: e.DB, JS: e.JS, Sender: sender, Keys: e.Keys, PublicURL: PublicURL,
+			Log: e.Log, RetryBase: 50 * time.Millisecond, RetryMax: 500 * time.Millisecond, FetchWait: 200 * time.Millisecond})
+		e.goRun(m.Run)
+	}
 
 	srv, err := ingress.New(ingress.Config{DB: e.DB, NC: e.NC, JS: e.JS, Keys: e.Keys, Log: e.Log,
 		SyncTimeout: opts.SyncTimeout, RateLimit: opts.RateLimit, RateBurst: opts.RateBurst})
