@@ -1,0 +1,93 @@
+package config
+
+import (
+	"bytes"
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestPrintMasksSecrets(t *testing.T) {
+	t.Setenv("DATABASE_URL", "postgres://seatd:dbsecret@db:5432/seatd")
+	t.Setenv("SMTP_URL", "smtp://mailer:smtpsecret@smtp.example.com:587")
+	t.Setenv("SEATD_SECRET_KEY", strings.Repeat("ab", 32))
+	t.Setenv("SEATD_SYNC_TIMEOUT", "3s")
+	c := Defaults()
+	if err := c.Register(flag.NewFlagSet("t", flag.ContinueOnError)); err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	c.Print(&out)
+	for _, secret := range []string{"dbsecret", "smtpsecret", strings.Repeat("ab", 32)} {
+		if strings.Contains(out.String(), secret) {
+			t.Errorf("configuration printout shows %q:\n%s", secret, out.String())
+		}
+	}
+	for _, want := range []string{"postgres://seatd:*****@db:5432/seatd", "smtp.example.com:587", "3s"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("printout lacks %q:\n%s", want, out.String())
+		}
+	}
+}
+
+func TestFlagsOverrideEnvironment(t *testing.T) {
+	t.Setenv("SEATD_HTTP_ADDR", "127.0.0.1:9999")
+	c := Defaults()
+	fs := flag.NewFlagSet("t", flag.ContinueOnError)
+	if err := c.Register(fs); err != nil {
+		t.Fatal(err)
+	}
+	if c.HTTPAddr != "127.0.0.1:9999" {
+		t.Errorf("env not applied: %s", c.HTTPAddr)
+	}
+	if err := fs.Parse([]string{"-http-addr", "127.0.0.1:7777", "-sync-timeout", "2s"}); err != nil {
+		t.Fatal(err)
+	}
+	if c.HTTPAddr != "127.0.0.1:7777" || c.SyncTimeout != 2*time.Second {
+		t.Errorf("flags not applied: %+v", c)
+	}
+}
+
+func TestBadSettingsAreRefused(t *testing.T) {
+	t.Setenv("SEATD_SYNC_TIMEOUT", "soon")
+	c := Defaults()
+	if err := c.Register(flag.NewFlagSet("t", flag.ContinueOnError)); err == nil {
+		t.Error("an unparsable duration was accepted")
+	}
+	for _, mutate := range []func(*Config){
+		func(c *Config) { c.ExpiredInvitations = "forget" },
+		func(c *Config) { c.NATSFsync = "sometimes" },
+		func(c *Config) { c.PublicURL = "ftp://x" },
+	} {
+		c := Defaults()
+		mutate(&c)
+		if err := c.Validate(); err == nil {
+			t.Errorf("accepted %+v", c)
+		}
+	}
+}
+
+func TestSecretIsCreatedOnceAndPrivate(t *testing.T) {
+	dir := t.TempDir()
+	c := Defaults()
+	c.DataDir = dir
+	a, err := c.Secret()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := c.Secret()
+	if err != nil || !bytes.Equal(a, b) || len(a) < 32 {
+		t.Fatalf("second read differs or is short: %v", err)
+	}
+	st, err := os.Stat(filepath.Join(dir, "secret.key"))
+	if err != nil || st.Mode().Perm() != 0o600 {
+		t.Errorf("secret.key mode %v, %v", st.Mode(), err)
+	}
+	c.SecretKey = "too-short"
+	if _, err := c.Secret(); err == nil {
+		t.Error("a short SEATD_SECRET_KEY was accepted")
+	}
+}
