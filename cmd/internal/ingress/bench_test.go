@@ -24,7 +24,7 @@ func BenchmarkWorkerThroughput(b *testing.B) {
 	for _, c := range []struct{ batch, workers int }{{1, 1}, {64, 1}, {64, 2}, {256, 2}} {
 		b.Run(fmt.Sprintf("batch=%d/workers=%d", c.batch, c.workers), func(b *testing.B) {
 			for i := 0; i < b.N; i++ {
-				e := seatdtest.New(b, seatdtest.Options{Workers: -1, BatchSize: c.batch})
+				e := seatdtest.New(b, seatdtest.Options{Workers: -1, BatchSize: c.batch, FsyncAlways: true})
 				var reqs []events.Request
 				for p := 0; p < pools; p++ {
 					ten := e.Tenant(seatdtest.TenantOptions{Seats: requests / pools})
@@ -68,7 +68,7 @@ func BenchmarkWorkerThroughput(b *testing.B) {
 //
 //	go test -run '^$' -bench HTTPAssign -benchtime 2000x ./cmd/internal/ingress/
 func BenchmarkHTTPAssign(b *testing.B) {
-	e := seatdtest.New(b, seatdtest.Options{Workers: 2})
+	e := seatdtest.New(b, seatdtest.Options{Workers: 2, FsyncAlways: true})
 	const clients = 32
 	tenants := make([]seatdtest.Tenant, clients)
 	for i := range tenants {

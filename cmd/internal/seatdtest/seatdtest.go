@@ -47,6 +47,9 @@ type Options struct {
 	// other value is an SMTP_URL. Empty: no mailer.
 	Mail    string
 	MailDir string
+	// FsyncAlways runs JetStream with seatd's default durability (fsync
+	// every write) instead of the tests' 1s interval.
+	FsyncAlways bool
 }
 
 // Env is a running pipeline.
@@ -108,7 +111,11 @@ func New(t testing.TB, opts Options) *Env {
 		t.Fatal(err)
 	}
 	e.DB = db
-	e.Server = StartNATS(t, t.TempDir())
+	fsync := time.Second
+	if opts.FsyncAlways {
+		fsync = 0
+	}
+	e.Server = startNATS(t, t.TempDir(), fsync)
 	e.connect()
 
 	for i := 0; i < opts.Workers; i++ {
@@ -146,7 +153,12 @@ func New(t testing.TB, opts Options) *Env {
 // StartNATS runs an embedded JetStream server with its store in dir.
 func StartNATS(t testing.TB, dir string) *server.Server {
 	t.Helper()
-	s, err := events.StartServer(events.ServerConfig{Port: -1, StoreDir: dir, Fsync: time.Second})
+	return startNATS(t, dir, time.Second)
+}
+
+func startNATS(t testing.TB, dir string, fsync time.Duration) *server.Server {
+	t.Helper()
+	s, err := events.StartServer(events.ServerConfig{Port: -1, StoreDir: dir, Fsync: fsync})
 	if err != nil {
 		t.Fatal(err)
 	}
