@@ -147,11 +147,21 @@ func (w *Worker) handle(ctx context.Context, msgs []jetstream.Msg) {
 	// one pool keep their queue order.
 	sort.SliceStable(items, func(i, j int) bool { return items[i].req.LockKey() < items[j].req.LockKey() })
 	if len(items) > 1 {
-		if err := w.apply(ctx, items); err == nil {
+		err := w.apply(ctx, items)
+		if err == nil {
 			return
-		} else {
-			w.log.Debug("batch failed, retrying one by one", "size", len(items), "err", err)
 		}
+		if storage.IsTransient(err) {
+			// Postgres is away or busy: retrying each request now would
+			// only multiply the failures. Try the whole batch again later.
+			delay := Backoff(w.cfg.BackoffBase, w.cfg.BackoffMax, items[0].deliveries)
+			w.log.Warn("batch failed transiently, will retry", "size", len(items), "retry_in", delay, "err", err)
+			for _, it := range items {
+				_ = it.msg.NakWithDelay(delay)
+			}
+			return
+		}
+		w.log.Debug("batch failed, retrying one by one", "size", len(items), "err", err)
 	}
 	for _, it := range items {
 		if err := w.apply(ctx, []item{it}); err != nil {

@@ -119,34 +119,41 @@ func (m *Main) Run(ctx context.Context) error {
 	defer nc.Close()
 	settings := storage.Settings{Keys: keys, InvitationTTL: cfg.InvitationTTL}
 
-	// Roles run as goroutines; the first to fail stops the others.
-	rctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	var wg sync.WaitGroup
+	// Roles run as goroutines; the first to fail stops the others. Shutdown
+	// goes front to back: the HTTP server stops taking requests and waits
+	// for the ones in flight, which need the worker to answer them; only
+	// then do the background roles (worker, relay, mailer) drain and stop.
+	front, stopFront := context.WithCancel(ctx)
+	defer stopFront()
+	back, stopBack := context.WithCancel(context.Background())
+	defer stopBack()
+	var frontWG, backWG sync.WaitGroup
 	errc := make(chan error, 8)
-	start := func(name string, run func(context.Context) error) {
+	start := func(wg *sync.WaitGroup, rctx context.Context, name string, run func(context.Context) error) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			if err := run(rctx); err != nil {
 				errc <- fmt.Errorf("%s: %w", name, err)
-				cancel()
+				stopFront()
+				stopBack()
 			}
 		}()
 	}
+	background := func(name string, run func(context.Context) error) { start(&backWG, back, name, run) }
 	all := m.Role == "serve"
 	if all || m.Role == "worker" {
 		poke := make(chan struct{}, 1)
 		w := worker.New(worker.Config{DB: db, NC: nc.Conn, JS: nc.JS, Settings: settings, Log: m.Log,
 			BatchSize: cfg.WorkerBatch, MaxDeliveries: cfg.MaxDeliveries, Relayed: poke})
-		start("worker", w.Run)
+		background("worker", w.Run)
 		relay := &worker.Relay{DB: db, JS: nc.JS, Log: m.Log, Poke: poke}
-		start("relay", relay.Run)
+		background("relay", relay.Run)
 		requeue := &worker.Requeuer{DB: db, JS: nc.JS, Log: m.Log}
-		start("requeue", requeue.Run)
+		background("requeue", requeue.Run)
 		if cfg.ExpiredInvitations == "release" {
 			exp := &worker.Expirer{DB: db, Log: m.Log, Poke: poke}
-			start("expirer", exp.Run)
+			background("expirer", exp.Run)
 		}
 	}
 	if all || m.Role == "mailer" {
@@ -154,7 +161,7 @@ func (m *Main) Run(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		start("mailer", run)
+		background("mailer", run)
 	}
 	if all || m.Role == "ingress" {
 		srv, err := ingress.New(ingress.Config{DB: db, NC: nc.Conn, JS: nc.JS, Keys: keys, Log: m.Log,
@@ -171,10 +178,13 @@ func (m *Main) Run(ctx context.Context) error {
 		m.mu.Lock()
 		m.httpAddr = ln.Addr().String()
 		m.mu.Unlock()
-		start("http", func(ctx context.Context) error {
+		start(&frontWG, front, "http", func(ctx context.Context) error {
+			shut := make(chan struct{})
 			go func() {
+				defer close(shut)
 				<-ctx.Done()
-				// Stop accepting; let requests in flight get their answers.
+				// Stop accepting; requests in flight get their answers
+				// (at worst a 202 after SEATD_SYNC_TIMEOUT).
 				sctx, cancel := context.WithTimeout(context.Background(), cfg.SyncTimeout+5*time.Second)
 				defer cancel()
 				_ = hs.Shutdown(sctx)
@@ -182,14 +192,17 @@ func (m *Main) Run(ctx context.Context) error {
 			if err := hs.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
 				return err
 			}
+			<-shut // Serve returns at once; Shutdown waits for the handlers
 			return nil
 		})
 		m.Log.Info("ingress listening", "addr", m.httpAddr)
 	}
 	close(m.ready)
 	m.Log.Info("seatd running", "role", m.Role)
-	<-rctx.Done()
-	wg.Wait()
+	<-front.Done()
+	frontWG.Wait()
+	stopBack()
+	backWG.Wait()
 	select {
 	case err := <-errc:
 		return err

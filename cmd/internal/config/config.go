@@ -200,6 +200,8 @@ func Mask(v string) string {
 		if u.User != nil {
 			if _, has := u.User.Password(); has {
 				u.User = url.UserPassword(u.User.Username(), "xxxxx")
+			} else if strings.HasPrefix(u.Scheme, "nats") || u.Scheme == "tls" || strings.HasPrefix(u.Scheme, "ws") {
+				u.User = url.User("xxxxx") // a NATS URL's lone user is a token
 			}
 		}
 		q := u.Query()
