@@ -250,3 +250,30 @@ func TestBatch(t *testing.T) {
 		}
 	}
 }
+
+// TestIdempotencyAcrossRestart: the outcome lives in Postgres, not in the
+// broker or the process, so a retry after seatd restarted (here: a new
+// ingress, worker and even a new NATS server on the same database) replays
+// the original answer.
+func TestIdempotencyAcrossRestart(t *testing.T) {
+	t.Parallel()
+	first := seatdtest.New(t, seatdtest.Options{})
+	ten := first.Tenant(seatdtest.TenantOptions{Seats: 2})
+	body := map[string]any{"subscription_id": ten.SubscriptionID, "email": "restart@example.com"}
+	r1 := first.Do("POST", seatsPath, ten.Token, body, "Idempotency-Key", "across-restart")
+	if r1.Status != 200 {
+		t.Fatalf("first call: %d %s", r1.Status, r1.Body)
+	}
+	first.Close()
+
+	second := seatdtest.New(t, seatdtest.Options{DatabaseURL: first.DBURL})
+	r2 := second.Do("POST", seatsPath, ten.Token, body, "Idempotency-Key", "across-restart")
+	if r2.Status != 200 || r2.JSON(t)["id"] != r1.JSON(t)["id"] {
+		t.Errorf("after restart: %d %s, want the seat %s", r2.Status, r2.Body, r1.JSON(t)["id"])
+	}
+	var seats int
+	second.DB.Pool.QueryRow(context.Background(), `SELECT count(*) FROM seats`).Scan(&seats)
+	if seats != 1 {
+		t.Errorf("%d seats, want 1", seats)
+	}
+}

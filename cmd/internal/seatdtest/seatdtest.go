@@ -66,11 +66,12 @@ type Env struct {
 	Ingress  *ingress.Server
 	Log      *slog.Logger
 
-	ctx     context.Context
-	cancel  context.CancelFunc
-	wg      sync.WaitGroup
-	opts    Options
-	workers []context.CancelFunc
+	ctx       context.Context
+	cancel    context.CancelFunc
+	wg        sync.WaitGroup
+	opts      Options
+	workers   []context.CancelFunc
+	closeOnce sync.Once
 }
 
 // Logger is quiet unless SEATD_TEST_LOG is set.
@@ -220,8 +221,10 @@ func (e *Env) StartWorker() context.CancelFunc {
 	return stop
 }
 
-// Close stops everything.
-func (e *Env) Close() {
+// Close stops everything; it may be called more than once.
+func (e *Env) Close() { e.closeOnce.Do(e.close) }
+
+func (e *Env) close() {
 	e.HTTP.Close()
 	e.Ingress.Close()
 	e.cancel()
