@@ -90,6 +90,11 @@ func EnsurePostgresWith(ctx context.Context, url, dir, dbName string, log *slog.
 		_ = c.Stop()
 		return "", nil, err
 	}
+	if c.Adopted {
+		// Someone else's server (a running seatd, say, when this is
+		// seatctl): use it, leave it running.
+		return c.URL(dbName), noop, nil
+	}
 	var once sync.Once
 	var stopErr error
 	stop = func() error {
@@ -166,6 +171,9 @@ type Cluster struct {
 	mu      sync.Mutex
 	port    int
 	started bool // started once: the port is fixed from now on
+	// Adopted reports that the last Start found the server already running
+	// (another seatd or seatctl on the same data dir): it is not ours to stop.
+	Adopted bool
 }
 
 // NewCluster finds the PostgreSQL binaries and prepares dir for a cluster;
@@ -358,7 +366,9 @@ func (c *Cluster) Start(ctx context.Context) error {
 	if err := c.initdb(ctx); err != nil {
 		return err
 	}
-	if ok, err := c.adopt(ctx); ok || err != nil {
+	ok, err := c.adopt(ctx)
+	c.Adopted = ok
+	if ok || err != nil {
 		return err
 	}
 	for attempt := 1; ; attempt++ {

@@ -126,14 +126,18 @@ func TestEnsurePostgresPrivateCluster(t *testing.T) {
 	}
 	conn.Close(t.Context())
 
-	// As if seatd had crashed: the server outlives it and the next start
-	// adopts it instead of failing on postmaster.pid.
-	dsn2, _ := ensure()
+	// A second process on the same data dir (seatctl beside a running
+	// seatd, or a seatd after a crash) adopts the running server, and its
+	// stop leaves the server to its owner.
+	dsn2, stop2 := ensure()
 	if dsn2 != dsn {
 		t.Fatalf("second EnsurePostgres = %s, want the running server %s", dsn2, dsn)
 	}
+	if err := stop2(); err != nil {
+		t.Fatal(err)
+	}
 	if got := readKept(t, dsn2); got != "hello" {
-		t.Fatalf("kept = %q", got)
+		t.Fatalf("kept after the adopter's stop = %q", got)
 	}
 
 	if err := stop(); err != nil {
