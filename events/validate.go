@@ -3,6 +3,7 @@ package events
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/mail"
 	"strings"
@@ -60,7 +61,7 @@ func DecodeSeatAssign(body []byte) (SeatAssign, []FieldError) {
 	dec.UseNumber()
 	if err := dec.Decode(&fields); err != nil {
 		var typeErr *json.UnmarshalTypeError
-		if asTypeErr(err, &typeErr) {
+		if errors.As(err, &typeErr) {
 			return SeatAssign{}, []FieldError{{Loc: []any{"body"}, Msg: "Input should be a valid dictionary or object to extract fields from", Type: "model_attributes_type"}}
 		}
 		return SeatAssign{}, []FieldError{{Loc: []any{"body"}, Msg: "JSON decode error: " + err.Error(), Type: "json_invalid"}}
@@ -72,14 +73,6 @@ func DecodeSeatAssign(body []byte) (SeatAssign, []FieldError) {
 		return SeatAssign{}, []FieldError{{Loc: []any{"body"}, Msg: "Input should be a valid dictionary or object to extract fields from", Type: "model_attributes_type"}}
 	}
 	return validateFields(fields)
-}
-
-func asTypeErr(err error, target **json.UnmarshalTypeError) bool {
-	te, ok := err.(*json.UnmarshalTypeError)
-	if ok {
-		*target = te
-	}
-	return ok
 }
 
 func validateFields(fields map[string]json.RawMessage) (SeatAssign, []FieldError) {
