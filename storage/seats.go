@@ -242,8 +242,10 @@ func (db *DB) assign(ctx context.Context, tx pgx.Tx, st Settings, r events.Reque
 		return events.Result{}, err
 	}
 	var taken bool
-	if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM seats WHERE `+p.column()+` = $1 AND holder = $2
-		AND status IN ('pending', 'claimed'))`, p.id, rcpt.holder).Scan(&taken); err != nil {
+	// Written to match seats_one_per_holder, so it is an index probe
+	// however many seats the pool holds.
+	if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM seats WHERE coalesce(subscription_id, order_id) = $1
+		AND holder = $2 AND status IN ('pending', 'claimed'))`, p.id, rcpt.holder).Scan(&taken); err != nil {
 		return events.Result{}, err
 	}
 	if taken {

@@ -35,7 +35,7 @@ const usage = `usage: seatctl COMMAND [flags]
   checkout create (--subscription SUB | --order ORD)
   session create (--customer CUST | --member MEM) [--scope S]... [--ttl 1h]
   seat show SEAT
-  import (--subscription SUB | --order ORD) [--dry-run] [--report PATH] FILE|-
+  import (--subscription SUB | --order ORD) [--dry-run] [--report PATH] [--timeout 10m] [--in-flight N] FILE|-
   dlq list | dlq show ID | dlq replay (ID | --all) | dlq purge
 
 Configuration comes from the same environment as seatd (DATABASE_URL,
