@@ -91,28 +91,32 @@ func (db *DB) Request(ctx context.Context, id, caller string) (Record, error) {
 	if !isUUIDString(id) {
 		return Record{}, events.Errorf(events.CodeNotFound, "Request not found")
 	}
+	rec, err := scanRecord(db.Pool.QueryRow(ctx, `SELECT `+recordColumns+` FROM requests
+		WHERE id = $1 AND caller = $2`, id, caller))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Record{}, events.Errorf(events.CodeNotFound, "Request not found")
+	}
+	return rec, err
+}
+
+// recordColumns are the columns scanRecord reads.
+const recordColumns = `id, op, status, result, coalesce(batch_index, 0), created_at`
+
+func scanRecord(row pgx.Row) (Record, error) {
 	var (
 		rec    Record
 		op     string
 		result []byte
-		idx    *int
 	)
-	err := db.Pool.QueryRow(ctx, `SELECT id, op, status, result, batch_index, created_at FROM requests
-		WHERE id = $1 AND caller = $2`, id, caller).Scan(&rec.ID, &op, &rec.Status, &result, &idx, &rec.CreatedAt)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return Record{}, events.Errorf(events.CodeNotFound, "Request not found")
-	}
-	if err != nil {
+	if err := row.Scan(&rec.ID, &op, &rec.Status, &result, &rec.BatchIndex, &rec.CreatedAt); err != nil {
 		return Record{}, err
 	}
 	rec.Op = events.Op(op)
-	if idx != nil {
-		rec.BatchIndex = *idx
-	}
+	rec.CreatedAt = rec.CreatedAt.UTC()
 	if result != nil {
 		rec.Result = new(events.Result)
 		if err := json.Unmarshal(result, rec.Result); err != nil {
-			return Record{}, err
+			return Record{}, fmt.Errorf("request %s: stored result: %w", rec.ID, err)
 		}
 	}
 	return rec, nil
@@ -187,31 +191,12 @@ func (db *DB) Batch(ctx context.Context, id, caller string) (Batch, error) {
 	if err != nil {
 		return Batch{}, err
 	}
-	rows, err := db.Pool.Query(ctx, `SELECT id, op, status, result, batch_index, created_at FROM requests
-		WHERE batch_id = $1 ORDER BY batch_index`, id)
+	rows, err := db.Pool.Query(ctx, `SELECT `+recordColumns+` FROM requests WHERE batch_id = $1 ORDER BY batch_index`, id)
 	if err != nil {
 		return Batch{}, err
 	}
-	defer rows.Close()
-	for rows.Next() {
-		var (
-			rec    Record
-			op     string
-			result []byte
-		)
-		if err := rows.Scan(&rec.ID, &op, &rec.Status, &result, &rec.BatchIndex, &rec.CreatedAt); err != nil {
-			return Batch{}, err
-		}
-		rec.Op = events.Op(op)
-		if result != nil {
-			rec.Result = new(events.Result)
-			if err := json.Unmarshal(result, rec.Result); err != nil {
-				return Batch{}, err
-			}
-		}
-		b.Items = append(b.Items, rec)
-	}
-	return b, rows.Err()
+	b.Items, err = pgx.CollectRows(rows, func(row pgx.CollectableRow) (Record, error) { return scanRecord(row) })
+	return b, err
 }
 
 // Queued returns up to limit requests still queued that were submitted

@@ -2,11 +2,9 @@ package storage
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"time"
 
-	"github.com/seatd/seatd/events"
+	"github.com/jackc/pgx/v5"
 )
 
 // Outcomes reads the ledger records of many requests at once, keyed by
@@ -19,30 +17,16 @@ func (db *DB) Outcomes(ctx context.Context, ids []string) (map[string]Record, er
 	if len(ids) == 0 {
 		return out, nil
 	}
-	rows, err := db.Pool.Query(ctx, `SELECT id, op, status, result, coalesce(batch_index, 0), created_at
-		FROM requests WHERE id = ANY($1::uuid[])`, ids)
+	rows, err := db.Pool.Query(ctx, `SELECT `+recordColumns+` FROM requests WHERE id = ANY($1::uuid[])`, ids)
 	if err != nil {
 		return nil, fmt.Errorf("outcomes: %w", err)
 	}
-	defer rows.Close()
-	for rows.Next() {
-		var (
-			rec    Record
-			op     string
-			result []byte
-		)
-		if err := rows.Scan(&rec.ID, &op, &rec.Status, &result, &rec.BatchIndex, &rec.CreatedAt); err != nil {
-			return nil, fmt.Errorf("outcomes: %w", err)
-		}
-		rec.Op = events.Op(op)
-		rec.CreatedAt = rec.CreatedAt.In(time.UTC)
-		if result != nil {
-			rec.Result = new(events.Result)
-			if err := json.Unmarshal(result, rec.Result); err != nil {
-				return nil, fmt.Errorf("outcomes: request %s: stored result: %w", rec.ID, err)
-			}
-		}
+	recs, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (Record, error) { return scanRecord(row) })
+	if err != nil {
+		return nil, fmt.Errorf("outcomes: %w", err)
+	}
+	for _, rec := range recs {
 		out[rec.ID] = rec
 	}
-	return out, rows.Err()
+	return out, nil
 }
