@@ -16,6 +16,7 @@ func (m *Main) mailer(db *storage.DB, nc *config.NATS, keys storage.Keys) (func(
 	}
 	m.Log.Info("mailer sends through " + desc)
 	mm := mailer.New(mailer.Config{DB: db, JS: nc.JS, Sender: sender, Keys: keys,
-		PublicURL: m.Config.PublicURL, From: m.Config.MailFrom, Log: m.Log})
+		PublicURL: m.Config.PublicURL, From: m.Config.MailFrom, Log: m.Log,
+		RetryBase: m.Config.MailRetryBase, RetryMax: m.Config.MailRetryMax, MaxAttempts: m.Config.MailMaxAttempts})
 	return mm.Run, nil
 }

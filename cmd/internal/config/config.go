@@ -31,6 +31,9 @@ type Config struct {
 	PublicURL          string
 	SMTPURL            string
 	MailFrom           string
+	MailRetryBase      time.Duration
+	MailRetryMax       time.Duration
+	MailMaxAttempts    int
 	SecretKey          string
 	InvitationTTL      time.Duration
 	ExpiredInvitations string // keep | release
@@ -53,6 +56,9 @@ func Defaults() Config {
 		PublicURL:          "http://127.0.0.1:8080",
 		MailFrom:           "seatd <no-reply@seatd.localhost>",
 		InvitationTTL:      24 * time.Hour,
+		MailRetryBase:      2 * time.Second,
+		MailRetryMax:       5 * time.Minute,
+		MailMaxAttempts:    20,
 		ExpiredInvitations: "keep",
 		NATSFsync:          "always",
 		NATSReplicas:       1,
@@ -81,6 +87,9 @@ func (c *Config) settings() []setting {
 		{"public-url", "SEATD_PUBLIC_URL", "base URL of claim links in invitation emails", false, &c.PublicURL},
 		{"smtp-url", "SMTP_URL", "smtp://user:pass@host:port[?tls=starttls|none] or smtps://... (unset: write .eml files to <data dir>/mail)", true, &c.SMTPURL},
 		{"mail-from", "SEATD_MAIL_FROM", "sender of invitation emails", false, &c.MailFrom},
+		{"mail-retry-base", "SEATD_MAIL_RETRY_BASE", "first retry delay after a temporary SMTP failure (doubling)", false, &c.MailRetryBase},
+		{"mail-retry-max", "SEATD_MAIL_RETRY_MAX", "longest retry delay after a temporary SMTP failure", false, &c.MailRetryMax},
+		{"mail-max-attempts", "SEATD_MAIL_MAX_ATTEMPTS", "SMTP attempts before an invitation's delivery is recorded failed", false, &c.MailMaxAttempts},
 		{"secret-key", "SEATD_SECRET_KEY", "secret (hex or base64, >= 32 bytes) tokens are derived from; shared by every replica (unset: <data dir>/secret.key)", true, &c.SecretKey},
 		{"invitation-ttl", "SEATD_INVITATION_TTL", "how long an invitation link stays valid", false, &c.InvitationTTL},
 		{"expired-invitations", "SEATD_EXPIRED_INVITATIONS", "keep (Polar's behaviour) or release (revoke expired pending seats, freeing them)", false, &c.ExpiredInvitations},
