@@ -2,7 +2,6 @@ package storage
 
 import (
 	"context"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -160,8 +159,6 @@ func (db *DB) Fail(ctx context.Context, r events.Request, code events.Code, deta
 	})
 	return res, err
 }
-
-func hexDecode(s string) ([]byte, error) { return hex.DecodeString(s) }
 
 // Reopen puts a dead-lettered request back to queued so a replay can apply
 // it. Requests with any other outcome are left alone: a request that was in

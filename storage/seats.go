@@ -2,6 +2,7 @@ package storage
 
 import (
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -335,14 +336,6 @@ func queueOutbox(b *pgx.Batch, subject string, ev events.SeatEvent) error {
 	return nil
 }
 
-func insertInvitation(ctx context.Context, tx pgx.Tx, invID, seatID string, nonce []byte, expires, now time.Time) error {
-	if _, err := tx.Exec(ctx, `INSERT INTO invitations (id, seat_id, nonce, expires_at, created_at, updated_at)
-		VALUES ($1, $2, $3, $4, $5, $5)`, invID, seatID, nonce, expires, now); err != nil {
-		return fmt.Errorf("insert invitation: %w", err)
-	}
-	return enqueue(ctx, tx, events.MailSubject, "mail-"+invID, events.MailRequest{InvitationID: invID, SeatID: seatID})
-}
-
 // lockOwnedSeat reads a seat in one of owner's pools and takes its row lock.
 // A seat in someone else's pool is reported exactly like a missing one.
 func lockOwnedSeat(ctx context.Context, tx pgx.Tx, seatID, owner string) (seatRow, error) {
@@ -371,17 +364,15 @@ func (db *DB) resend(ctx context.Context, tx pgx.Tx, st Settings, r events.Reque
 	}
 	// A fresh token and expiry: the old link dies with the old invitation.
 	invID, nonce, expires := uuid.NewString(), NewNonce(), now.Add(st.invitationTTL())
-	if _, err := tx.Exec(ctx, `UPDATE invitations SET delivery_state = 'cancelled', updated_at = $2
-		WHERE seat_id = $1 AND delivery_state IN ('queued', 'sending')`, r.SeatID, now); err != nil {
-		return events.Result{}, err
-	}
-	if _, err := tx.Exec(ctx, `UPDATE seats SET invitation_id = $2, invitation_token_hash = $3,
+	b := &pgx.Batch{}
+	b.Queue(`UPDATE invitations SET delivery_state = 'cancelled', updated_at = $2
+		WHERE seat_id = $1 AND delivery_state IN ('queued', 'sending')`, r.SeatID, now)
+	b.Queue(`UPDATE seats SET invitation_id = $2, invitation_token_hash = $3,
 		invitation_token_expires_at = $4, modified_at = $5 WHERE id = $1`,
-		r.SeatID, invID, HashToken(st.Keys.InvitationToken(nonce)), expires, now); err != nil {
-		return events.Result{}, err
-	}
-	if err := insertInvitation(ctx, tx, invID, r.SeatID, nonce, expires, now); err != nil {
-		return events.Result{}, err
+		r.SeatID, invID, HashToken(st.Keys.InvitationToken(nonce)), expires, now)
+	queueInvitation(b, invID, r.SeatID, nonce, expires, now)
+	if err := tx.SendBatch(ctx, b).Close(); err != nil {
+		return events.Result{}, fmt.Errorf("resend %s: %w", r.SeatID, err)
 	}
 	seat, err = loadSeat(ctx, tx, r.SeatID)
 	if err != nil {
@@ -439,7 +430,7 @@ var errInvalidToken = events.Errorf(events.CodeInvalidToken, "Invalid or expired
 // of one token serialise: the first clears the token hash, so the second
 // finds nothing.
 func (db *DB) claim(ctx context.Context, tx pgx.Tx, st Settings, r events.Request, now time.Time) (events.Result, error) {
-	hash, err := hexDecode(r.TokenHash)
+	hash, err := hex.DecodeString(r.TokenHash)
 	if err != nil {
 		return events.Result{}, errInvalidToken
 	}

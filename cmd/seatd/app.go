@@ -165,7 +165,7 @@ func (m *Main) Run(ctx context.Context) error {
 	}
 	if all || m.Role == "ingress" {
 		srv, err := ingress.New(ingress.Config{DB: db, NC: nc.Conn, JS: nc.JS, Keys: keys, Log: m.Log,
-			SyncTimeout: cfg.SyncTimeout, RateLimit: cfg.RateLimit, RateBurst: cfg.RateBurst, PublicURL: cfg.PublicURL})
+			SyncTimeout: cfg.SyncTimeout, RateLimit: cfg.RateLimit, RateBurst: cfg.RateBurst})
 		if err != nil {
 			return err
 		}

@@ -294,7 +294,7 @@ func (s *Server) batch(w http.ResponseWriter, r *http.Request) {
 	} else {
 		// The batch is in the ledger; a publish that fails here is redone
 		// by the worker's requeue sweeper, so the batch is accepted either way.
-		if err := s.publishAll(r, reqs); err != nil {
+		if err := PublishAll(r.Context(), s.cfg.JS, reqs); err != nil {
 			s.log.Warn("batch publish incomplete; the requeuer will finish it", "batch_id", batchID, "err", err)
 		}
 	}
@@ -313,10 +313,6 @@ func stripBody(errs []events.FieldError) []events.FieldError {
 		out[i] = e
 	}
 	return out
-}
-
-func (s *Server) publishAll(r *http.Request, reqs []events.Request) error {
-	return PublishAll(r.Context(), s.cfg.JS, reqs)
 }
 
 // GET /v1/customer-portal/seats/batches/{id}

@@ -37,7 +37,6 @@ type Config struct {
 	SyncTimeout time.Duration // how long a sync call waits for the worker; default 10s
 	RateLimit   float64       // write requests per second per token; 0 disables
 	RateBurst   int
-	PublicURL   string
 }
 
 // Server is the HTTP ingress.
