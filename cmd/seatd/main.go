@@ -17,6 +17,8 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/seatd/seatd/storage"
 )
 
 func main() {
@@ -51,7 +53,11 @@ func main() {
 	}()
 
 	if err := m.Run(ctx); err != nil {
-		m.Log.Error("seatd stopped", "err", err)
+		if errors.Is(err, storage.ErrNoPostgres) {
+			fmt.Fprintln(os.Stderr, "seatd:", err) // one line, naming the package to install
+		} else {
+			m.Log.Error("seatd stopped", "err", err)
+		}
 		os.Exit(1)
 	}
 }
