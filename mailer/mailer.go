@@ -360,7 +360,9 @@ func (m *Mailer) deliver(ctx context.Context, req events.MailRequest, delivered 
 	case attempt >= m.cfg.MaxAttempts:
 		return fail(fmt.Sprintf("gave up after %d attempts: %v", attempt, sendErr))
 	default:
-		delay := m.backoff(delivered)
+		// Back off by SMTP attempts, not deliveries: redeliveries after a
+		// crashed mailer say nothing about the server.
+		delay := m.backoff(uint64(attempt))
 		if err := m.record(ctx, func(ctx context.Context) error { return d.MarkRetry(ctx, sendErr.Error()) }); err != nil {
 			log.Warn("cannot record temporary failure", "error", err)
 		}
