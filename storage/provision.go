@@ -131,18 +131,7 @@ func (db *DB) CreateCheckout(ctx context.Context, subID, orderID string) (string
 	if (subID == "") == (orderID == "") {
 		return "", events.Errorf(events.CodeInvalid, "give exactly one of --subscription or --order")
 	}
-	table, ref := "subscriptions", subID
-	if orderID != "" {
-		table, ref = "orders", orderID
-	}
-	if !isUUIDString(ref) {
-		return "", events.Errorf(events.CodeInvalid, "%q is not a UUID", ref)
-	}
-	var customerID string
-	err := db.Pool.QueryRow(ctx, `SELECT customer_id FROM `+table+` WHERE id = $1`, ref).Scan(&customerID)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return "", events.Errorf(events.CodeNotFound, "%s %s not found", strings.TrimSuffix(table, "s"), ref)
-	}
+	customerID, err := db.PoolOwner(ctx, subID, orderID)
 	if err != nil {
 		return "", err
 	}

@@ -303,11 +303,13 @@ func (db *DB) assign(ctx context.Context, tx pgx.Tx, st Settings, r events.Reque
 	}
 	b := &pgx.Batch{}
 	if invID != nil {
-		queueInvitation(b, *invID, seat.ID, nonce, *seat.InvitationTokenExpiresAt, now)
+		if err := queueInvitation(b, *invID, seat.ID, nonce, *seat.InvitationTokenExpiresAt, now); err != nil {
+			return events.Result{}, err
+		}
 	}
 	// The CHECK on seats_used is the last line of defence against oversell.
 	b.Queue(`UPDATE `+p.table+` SET seats_used = seats_used + 1 WHERE id = $1`, p.id)
-	if err := queueOutbox(b, events.SeatEventSubject(evType), seatEvent(evType, seat, 1, now)); err != nil {
+	if err := queueSeatEvent(b, seatEvent(evType, seat, 1, now)); err != nil {
 		return events.Result{}, err
 	}
 	if err := tx.SendBatch(ctx, b).Close(); err != nil {
@@ -320,19 +322,26 @@ func seatEvent(t events.SeatEventType, seat events.CustomerSeat, version int, no
 	return events.SeatEvent{ID: uuid.NewString(), Type: t, Timestamp: now, Version: version, Data: seat}
 }
 
-func queueInvitation(b *pgx.Batch, invID, seatID string, nonce []byte, expires, now time.Time) {
+// queueInvitation adds an invitation and its mail request to b.
+func queueInvitation(b *pgx.Batch, invID, seatID string, nonce []byte, expires, now time.Time) error {
 	b.Queue(`INSERT INTO invitations (id, seat_id, nonce, expires_at, created_at, updated_at)
 		VALUES ($1, $2, $3, $4, $5, $5)`, invID, seatID, nonce, expires, now)
-	payload, _ := json.Marshal(events.MailRequest{InvitationID: invID, SeatID: seatID})
-	b.Queue(`INSERT INTO outbox (subject, msg_id, payload) VALUES ($1, $2, $3)`, events.MailSubject, "mail-"+invID, payload)
+	return queueOutbox(b, events.MailSubject, "mail-"+invID, events.MailRequest{InvitationID: invID, SeatID: seatID})
 }
 
-func queueOutbox(b *pgx.Batch, subject string, ev events.SeatEvent) error {
-	payload, err := json.Marshal(ev)
+// queueSeatEvent adds a seat event to b's outbox writes.
+func queueSeatEvent(b *pgx.Batch, ev events.SeatEvent) error {
+	return queueOutbox(b, events.SeatEventSubject(ev.Type), "event-"+ev.ID, ev)
+}
+
+// queueOutbox adds a message to the outbox; the relay publishes it after
+// commit, so only committed changes are ever announced.
+func queueOutbox(b *pgx.Batch, subject, msgID string, v any) error {
+	payload, err := json.Marshal(v)
 	if err != nil {
 		return err
 	}
-	b.Queue(`INSERT INTO outbox (subject, msg_id, payload) VALUES ($1, $2, $3)`, subject, "event-"+ev.ID, payload)
+	b.Queue(`INSERT INTO outbox (subject, msg_id, payload) VALUES ($1, $2, $3)`, subject, msgID, payload)
 	return nil
 }
 
@@ -370,7 +379,9 @@ func (db *DB) resend(ctx context.Context, tx pgx.Tx, st Settings, r events.Reque
 	b.Queue(`UPDATE seats SET invitation_id = $2, invitation_token_hash = $3,
 		invitation_token_expires_at = $4, modified_at = $5 WHERE id = $1`,
 		r.SeatID, invID, HashToken(st.Keys.InvitationToken(nonce)), expires, now)
-	queueInvitation(b, invID, r.SeatID, nonce, expires, now)
+	if err := queueInvitation(b, invID, r.SeatID, nonce, expires, now); err != nil {
+		return events.Result{}, err
+	}
 	if err := tx.SendBatch(ctx, b).Close(); err != nil {
 		return events.Result{}, fmt.Errorf("resend %s: %w", r.SeatID, err)
 	}
@@ -476,19 +487,11 @@ func emitSeatEvent(ctx context.Context, tx pgx.Tx, t events.SeatEventType, seat 
 		seat.seat.ID).Scan(&version); err != nil {
 		return err
 	}
-	ev := events.SeatEvent{ID: uuid.NewString(), Type: t, Timestamp: now.UTC(), Version: version, Data: seat.seat}
-	return enqueue(ctx, tx, events.SeatEventSubject(t), "event-"+ev.ID, ev)
-}
-
-// enqueue writes a message to the outbox; the relay publishes it after
-// commit, so only committed changes are ever announced.
-func enqueue(ctx context.Context, tx pgx.Tx, subject, msgID string, v any) error {
-	payload, err := json.Marshal(v)
-	if err != nil {
+	b := &pgx.Batch{}
+	if err := queueSeatEvent(b, seatEvent(t, seat.seat, version, now.UTC())); err != nil {
 		return err
 	}
-	_, err = tx.Exec(ctx, `INSERT INTO outbox (subject, msg_id, payload) VALUES ($1, $2, $3)`, subject, msgID, payload)
-	return err
+	return tx.SendBatch(ctx, b).Close()
 }
 
 func isUniqueViolation(err error, constraint string) bool {
