@@ -81,59 +81,49 @@ func TestKill9Workers(t *testing.T) {
 // must carry on without being restarted, and every request JetStream
 // acknowledged must be applied.
 func TestNATSRestart(t *testing.T) {
-	n, pools, seats := 2000, 4, 420
-	if testing.Short() {
-		n, pools, seats = 1000, 4, 200
-	}
 	r := newRig(t, storagetest.NewDatabase(t))
-	tenants := provision(t, r.db, pools, seats)
-	reqs := assignLoad(tenants, n)
-
-	begin := time.Now()
-	workers := []*proc{r.start("worker-1", "worker"), r.start("worker-2", "worker")}
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	published := make(chan publishResult, 1)
-	go func() { published <- publishPaced(ctx, r.js, reqs, 100, 100*time.Millisecond) }()
-
-	time.Sleep(700 * time.Millisecond) // deliberate fault timing: mid-flow
-	doneBefore, _, _ := progress(ctx, r, ids(reqs))
-	r.nats.Stop()
-	time.Sleep(time.Second)
-	if err := r.nats.Start(); err != nil {
-		t.Fatalf("restarting NATS: %v", err)
-	}
-	pub := <-published
-	if pub.err != nil {
-		t.Fatal(pub.err)
-	}
-	waitSettled(t, r, ids(reqs), 45*time.Second)
-	wall := time.Since(begin)
-
-	for _, w := range workers {
-		if !w.Running() {
-			t.Errorf("%s exited after the NATS restart", w.name)
-		}
-	}
-	o := checkOutcome(t, r.db, ids(reqs))
-	checkPoolsFull(t, o, tenants)
-	if o.deadLettered != 0 {
-		t.Errorf("%d requests dead-lettered", o.deadLettered)
+	run := restartMidFlow(t, r, "NATS", func() error { r.nats.Stop(); return nil }, r.nats.Start)
+	if run.o.deadLettered != 0 {
+		t.Errorf("%d requests dead-lettered", run.o.deadLettered)
 	}
 	t.Logf("SUMMARY NATS restart: %s pub-acked=%d publish-retries=%d restarts=1 (down 1s, %d/%d applied before) wall=%s",
-		o, pub.acked, pub.retries, doneBefore, n, wall.Round(100*time.Millisecond))
+		run.o, run.pub.acked, run.pub.retries, run.doneBefore, run.n, run.wall.Round(100*time.Millisecond))
 }
 
 // TestPostgresRestart stops Postgres while requests flow and starts it
 // again a second later. The workers must ride it out by themselves:
 // transient errors are retried with backoff, never dead-lettered.
 func TestPostgresRestart(t *testing.T) {
+	pg := storagetest.NewServer(t)
+	r := newRig(t, pg.URL())
+	run := restartMidFlow(t, r, "Postgres", pg.Stop, pg.Start)
+	if run.o.deadLettered != 0 || deadLetters(t, r.js) != 0 {
+		t.Errorf("%d requests dead-lettered (%d in the dead-letter stream): a Postgres restart is transient",
+			run.o.deadLettered, deadLetters(t, r.js))
+	}
+	t.Logf("SUMMARY Postgres restart: %s restarts=1 (down 1s, %d/%d applied before) wall=%s",
+		run.o, run.doneBefore, run.n, run.wall.Round(100*time.Millisecond))
+}
+
+// restartRun is what restartMidFlow observed.
+type restartRun struct {
+	o          outcome
+	pub        publishResult
+	n          int
+	doneBefore int
+	wall       time.Duration
+}
+
+// restartMidFlow runs two worker processes under a paced load, takes what
+// (NATS or Postgres) down with stop 0.7 s in, brings it back with start a
+// second later, waits for every request to settle, and checks that the
+// workers survived, every request has one outcome and every pool is full.
+func restartMidFlow(t *testing.T, r *rig, what string, stop, start func() error) restartRun {
+	t.Helper()
 	n, pools, seats := 2000, 4, 420
 	if testing.Short() {
 		n, pools, seats = 1000, 4, 200
 	}
-	pg := storagetest.NewServer(t)
-	r := newRig(t, pg.URL())
 	tenants := provision(t, r.db, pools, seats)
 	reqs := assignLoad(tenants, n)
 
@@ -146,12 +136,12 @@ func TestPostgresRestart(t *testing.T) {
 
 	time.Sleep(700 * time.Millisecond) // deliberate fault timing: mid-flow
 	doneBefore, _, _ := progress(ctx, r, ids(reqs))
-	if err := pg.Stop(); err != nil {
-		t.Fatal(err)
+	if err := stop(); err != nil {
+		t.Fatalf("stopping %s: %v", what, err)
 	}
 	time.Sleep(time.Second)
-	if err := pg.Start(); err != nil {
-		t.Fatalf("restarting Postgres: %v", err)
+	if err := start(); err != nil {
+		t.Fatalf("restarting %s: %v", what, err)
 	}
 	pub := <-published
 	if pub.err != nil {
@@ -162,15 +152,10 @@ func TestPostgresRestart(t *testing.T) {
 
 	for _, w := range workers {
 		if !w.Running() {
-			t.Errorf("%s exited after the Postgres restart", w.name)
+			t.Errorf("%s exited after the %s restart", w.name, what)
 		}
 	}
 	o := checkOutcome(t, r.db, ids(reqs))
 	checkPoolsFull(t, o, tenants)
-	if o.deadLettered != 0 || deadLetters(t, r.js) != 0 {
-		t.Errorf("%d requests dead-lettered (%d in the dead-letter stream): a Postgres restart is transient",
-			o.deadLettered, deadLetters(t, r.js))
-	}
-	t.Logf("SUMMARY Postgres restart: %s restarts=1 (down 1s, %d/%d applied before) wall=%s",
-		o, doneBefore, n, wall.Round(100*time.Millisecond))
+	return restartRun{o: o, pub: pub, n: n, doneBefore: doneBefore, wall: wall}
 }
