@@ -390,11 +390,7 @@ func (m *Mailer) record(ctx context.Context, write func(context.Context) error) 
 // backoff is the delay before the next delivery of a message delivered n
 // times: RetryBase·2^(n-1), at most RetryMax.
 func (m *Mailer) backoff(n uint64) time.Duration {
-	d := m.cfg.RetryBase
-	for i := uint64(1); i < n && d < m.cfg.RetryMax; i++ {
-		d *= 2
-	}
-	return min(d, m.cfg.RetryMax)
+	return events.Backoff(m.cfg.RetryBase, m.cfg.RetryMax, n)
 }
 
 // keepAlive tells JetStream the message is in progress every ackWait/3

@@ -154,7 +154,7 @@ func (w *Worker) handle(ctx context.Context, msgs []jetstream.Msg) {
 		if storage.IsTransient(err) {
 			// Postgres is away or busy: retrying each request now would
 			// only multiply the failures. Try the whole batch again later.
-			delay := Backoff(w.cfg.BackoffBase, w.cfg.BackoffMax, items[0].deliveries)
+			delay := events.Backoff(w.cfg.BackoffBase, w.cfg.BackoffMax, items[0].deliveries)
 			w.log.Warn("batch failed transiently, will retry", "size", len(items), "retry_in", delay, "err", err)
 			for _, it := range items {
 				_ = it.msg.NakWithDelay(delay)
@@ -203,21 +203,12 @@ func (w *Worker) retry(ctx context.Context, it item, err error) {
 		w.deadLetter(ctx, it.msg, &it.req, it.deliveries, err.Error())
 		return
 	}
-	delay := Backoff(w.cfg.BackoffBase, w.cfg.BackoffMax, it.deliveries)
+	delay := events.Backoff(w.cfg.BackoffBase, w.cfg.BackoffMax, it.deliveries)
 	w.log.Warn("request failed, will retry", "request_id", it.req.ID, "deliveries", it.deliveries,
 		"retry_in", delay, "transient", storage.IsTransient(err), "err", err)
 	if err := it.msg.NakWithDelay(delay); err != nil {
 		w.log.Warn("nak", "request_id", it.req.ID, "err", err)
 	}
-}
-
-// Backoff is base·2^(n-1), capped at max.
-func Backoff(base, max time.Duration, n uint64) time.Duration {
-	d := base
-	for i := uint64(1); i < n && d < max; i++ {
-		d *= 2
-	}
-	return min(d, max)
 }
 
 // deadLetter moves a message to the dead-letter stream and records its
