@@ -4,9 +4,10 @@
 // (SeatAssign, CustomerSeat, the HTTPValidationError detail), the messages
 // that travel through NATS JetStream (assign/claim/resend/revoke requests,
 // their results, seat lifecycle events, invitation mail requests), the
-// names of subjects, streams and consumers, the result codes every role
-// agrees on and the one table that maps them to HTTP statuses, and an
-// embedded NATS server for development and tests.
+// names of subjects, streams and consumers, and the result codes every role
+// agrees on. It knows nothing of NATS servers or HTTP: JetStream setup and
+// publishing live in events/stream, and the code → HTTP status table in the
+// ingress.
 //
 // It imports nothing else of the project: storage, worker, mailer and the
 // ingress depend on it, never the reverse. What it promises: a message that

@@ -123,7 +123,7 @@ type Result struct {
 	Detail    string        `json:"detail,omitempty"`
 	Seat      *CustomerSeat `json:"seat,omitempty"`
 	// SessionID is the customer or member session created by a claim; the
-	// ingress derives the session token from it (see storage.Keys).
+	// ingress derives the session token from it (see secret.Keys).
 	SessionID string `json:"session_id,omitempty"`
 }
 
@@ -152,34 +152,6 @@ const (
 	CodeUnavailable         Code = "unavailable"
 	CodeInternal            Code = "internal_error"
 )
-
-var statuses = map[Code]int{
-	CodeOK:                  200,
-	CodeInvalid:             422,
-	CodeUnauthorized:        401,
-	CodeForbidden:           403,
-	CodeSeatPricingDisabled: 403,
-	CodeNotFound:            404,
-	CodeOrderNotPaid:        400,
-	CodeNoAvailableSeats:    400,
-	CodeAlreadyAssigned:     400,
-	CodeNotPending:          400,
-	CodeInvalidToken:        400,
-	CodeConflict:            409,
-	CodeTooLarge:            413,
-	CodeRateLimited:         429,
-	CodeDeadLettered:        500,
-	CodeUnavailable:         503,
-	CodeInternal:            500,
-}
-
-// HTTPStatus is the status code an HTTP response with this outcome carries.
-func (c Code) HTTPStatus() int {
-	if s, ok := statuses[c]; ok {
-		return s
-	}
-	return 500
-}
 
 // Error is an error that carries a Code, so any layer can return an outcome
 // and the edge can map it without string matching.

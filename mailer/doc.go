@@ -32,11 +32,11 @@
 //   - Secrets stay out of logs and errors: the claim token travels only in
 //     the email (and, in the development mail drop, in its one log line);
 //     SMTP passwords are masked (RedactURL, SMTPSender.String). The token
-//     is derived from the invitation's nonce with storage.Keys and checked
+//     is derived from the invitation's nonce with secret.Keys and checked
 //     against the seat's stored hash before anything is sent.
 //
 // What it leaves to its caller: creating the stream and consumer
-// (events.SetupStreams), migrating the database, choosing the Sender
+// (stream.SetupStreams), migrating the database, choosing the Sender
 // (NewSender), and giving the Mailer the same secret key as the worker.
 //
 // Package mailtest holds an SMTP server for tests of this package and of

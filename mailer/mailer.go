@@ -12,7 +12,9 @@ import (
 	"github.com/google/uuid"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/seatd/seatd/events"
+	"github.com/seatd/seatd/events/stream"
 	"github.com/seatd/seatd/storage"
+	"github.com/seatd/seatd/storage/secret"
 )
 
 // Config is what a Mailer needs. DB, JS, Sender, Keys and PublicURL are
@@ -24,7 +26,7 @@ type Config struct {
 	// Keys must hold the same secret as the worker's: the mailer derives
 	// each invitation's token from its nonce, and refuses to send a link
 	// whose hash does not match the seat's.
-	Keys storage.Keys
+	Keys secret.Keys
 	// PublicURL is the base of claim links (SEATD_PUBLIC_URL).
 	PublicURL string
 	// From is the sender (SEATD_MAIL_FROM); empty means DefaultFrom(PublicURL).
@@ -115,7 +117,7 @@ func (m *Mailer) check() error {
 	return nil
 }
 
-func hasSecret(k storage.Keys) (ok bool) {
+func hasSecret(k secret.Keys) (ok bool) {
 	defer func() {
 		if recover() != nil {
 			ok = false
@@ -211,7 +213,7 @@ func (m *Mailer) consumer(ctx context.Context) (jetstream.Consumer, error) {
 			return cons, nil
 		}
 		if errors.Is(err, jetstream.ErrConsumerNotFound) || errors.Is(err, jetstream.ErrStreamNotFound) {
-			return nil, fmt.Errorf("mailer: %w (run events.SetupStreams first)", err)
+			return nil, fmt.Errorf("mailer: %w (run stream.SetupStreams first)", err)
 		}
 		if ctx.Err() != nil {
 			return nil, nil
@@ -299,7 +301,7 @@ func (m *Mailer) deliver(ctx context.Context, req events.MailRequest, delivered 
 	}
 
 	token := m.cfg.Keys.InvitationToken(inv.Nonce)
-	if !storage.SameHash(storage.HashToken(token), inv.TokenHash) {
+	if !secret.SameHash(secret.HashToken(token), inv.TokenHash) {
 		// The link would not work. The likely cause is a secret key that
 		// differs from the worker's: wait for an operator (or another
 		// replica) rather than send a broken link or give up.
@@ -390,7 +392,7 @@ func (m *Mailer) record(ctx context.Context, write func(context.Context) error) 
 // backoff is the delay before the next delivery of a message delivered n
 // times: RetryBase·2^(n-1), at most RetryMax.
 func (m *Mailer) backoff(n uint64) time.Duration {
-	return events.Backoff(m.cfg.RetryBase, m.cfg.RetryMax, n)
+	return stream.Backoff(m.cfg.RetryBase, m.cfg.RetryMax, n)
 }
 
 // keepAlive tells JetStream the message is in progress every ackWait/3

@@ -14,8 +14,9 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/seatd/seatd/events"
+	"github.com/seatd/seatd/events/stream"
 	"github.com/seatd/seatd/storage"
+	"github.com/seatd/seatd/storage/secret"
 	"github.com/seatd/seatd/storage/storagetest"
 )
 
@@ -50,7 +51,7 @@ func runChild() int {
 		return fail(err)
 	}
 	defer db.Close()
-	nc, err := events.Connect(os.Getenv(childNATSEnv), "mailer-test-child")
+	nc, err := stream.Connect(os.Getenv(childNATSEnv), "mailer-test-child")
 	if err != nil {
 		return fail(err)
 	}
@@ -67,7 +68,7 @@ func runChild() int {
 	if err != nil {
 		return fail(err)
 	}
-	keys, err := storage.NewKeys(testSecret)
+	keys, err := secret.NewKeys(testSecret)
 	if err != nil {
 		return fail(err)
 	}

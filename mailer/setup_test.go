@@ -15,8 +15,10 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/seatd/seatd/events"
+	"github.com/seatd/seatd/events/stream"
 	"github.com/seatd/seatd/mailer/mailtest"
 	"github.com/seatd/seatd/storage"
+	"github.com/seatd/seatd/storage/secret"
 	"github.com/seatd/seatd/storage/storagetest"
 )
 
@@ -33,7 +35,7 @@ type bundle struct {
 	nc    *nats.Conn
 	js    jetstream.JetStream
 	smtp  *mailtest.Server
-	keys  storage.Keys
+	keys  secret.Keys
 }
 
 type setupOpts struct {
@@ -55,13 +57,13 @@ func setup(t *testing.T, opts setupOpts) *bundle {
 	t.Cleanup(db.Close)
 	b.db = db
 
-	ns, err := events.StartServer(events.ServerConfig{Port: -1, StoreDir: t.TempDir(), Fsync: time.Second})
+	ns, err := stream.StartServer(stream.ServerConfig{Port: -1, StoreDir: t.TempDir(), Fsync: time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(ns.Shutdown)
 	b.ns = ns
-	nc, err := events.Connect(ns.ClientURL(), "mailer-test")
+	nc, err := stream.Connect(ns.ClientURL(), "mailer-test")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -70,11 +72,11 @@ func setup(t *testing.T, opts setupOpts) *bundle {
 	if b.js, err = jetstream.New(nc); err != nil {
 		t.Fatal(err)
 	}
-	if err := events.SetupStreams(ctx, b.js, events.StreamConfig{}); err != nil {
+	if err := stream.SetupStreams(ctx, b.js, stream.StreamConfig{}); err != nil {
 		t.Fatal(err)
 	}
 	b.smtp = mailtest.Start(t, opts.smtp)
-	if b.keys, err = storage.NewKeys(testSecret); err != nil {
+	if b.keys, err = secret.NewKeys(testSecret); err != nil {
 		t.Fatal(err)
 	}
 	return b
@@ -206,7 +208,7 @@ func (b *bundle) seedInvitation(t *testing.T, s seed) invitation {
 	exec(`INSERT INTO `+table+` (id, customer_id, product_name, seats, seats_used, status) VALUES ($1, $2, $3, 10, 1, $4)`,
 		poolID, buyerID, s.product, status)
 
-	inv := invitation{id: uuid.NewString(), seatID: seatID, poolID: poolID, nonce: storage.NewNonce()}
+	inv := invitation{id: uuid.NewString(), seatID: seatID, poolID: poolID, nonce: secret.NewNonce()}
 	inv.token = b.keys.InvitationToken(inv.nonce)
 	expires := time.Now().Add(s.expiresIn)
 	var email, customerID *string
@@ -227,7 +229,7 @@ func (b *bundle) seedInvitation(t *testing.T, s seed) invitation {
 	exec(`INSERT INTO seats (id, `+column+`, status, customer_id, email, holder, invitation_id,
 			invitation_token_hash, invitation_token_expires_at, inviter_email)
 		VALUES ($1, $2, 'pending', $3, $4, $5, $6, $7, $8, $9)`,
-		seatID, poolID, customerID, email, holder, inv.id, storage.HashToken(inv.token), expires, s.inviter)
+		seatID, poolID, customerID, email, holder, inv.id, secret.HashToken(inv.token), expires, s.inviter)
 	exec(`INSERT INTO invitations (id, seat_id, nonce, expires_at) VALUES ($1, $2, $3, $4)`,
 		inv.id, seatID, inv.nonce, expires)
 	return inv
@@ -238,12 +240,12 @@ func (b *bundle) seedInvitation(t *testing.T, s seed) invitation {
 func (b *bundle) resend(t *testing.T, old invitation) invitation {
 	t.Helper()
 	inv := old
-	inv.id, inv.nonce = uuid.NewString(), storage.NewNonce()
+	inv.id, inv.nonce = uuid.NewString(), secret.NewNonce()
 	inv.token = b.keys.InvitationToken(inv.nonce)
 	expires := time.Now().Add(24 * time.Hour)
 	ctx := t.Context()
 	if _, err := b.db.Pool.Exec(ctx, `UPDATE seats SET invitation_id = $2, invitation_token_hash = $3,
-		invitation_token_expires_at = $4 WHERE id = $1`, inv.seatID, inv.id, storage.HashToken(inv.token), expires); err != nil {
+		invitation_token_expires_at = $4 WHERE id = $1`, inv.seatID, inv.id, secret.HashToken(inv.token), expires); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := b.db.Pool.Exec(ctx, `INSERT INTO invitations (id, seat_id, nonce, expires_at) VALUES ($1, $2, $3, $4)`,

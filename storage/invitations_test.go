@@ -11,6 +11,7 @@ import (
 
 	"github.com/seatd/seatd/events"
 	"github.com/seatd/seatd/storage"
+	"github.com/seatd/seatd/storage/secret"
 	"github.com/seatd/seatd/storage/storagetest"
 )
 
@@ -31,8 +32,8 @@ func invSetup(t *testing.T) *invFixture {
 		t.Fatal(err)
 	}
 	t.Cleanup(db.Close)
-	f := &invFixture{db: db, seatID: uuid.NewString(), invID: uuid.NewString(), nonce: storage.NewNonce()}
-	f.hash = storage.HashToken("token-of-" + f.invID)
+	f := &invFixture{db: db, seatID: uuid.NewString(), invID: uuid.NewString(), nonce: secret.NewNonce()}
+	f.hash = secret.HashToken("token-of-" + f.invID)
 	org, buyer, member, sub := uuid.NewString(), uuid.NewString(), uuid.NewString(), uuid.NewString()
 	f.exec(t, `INSERT INTO organizations (id, name, slug) VALUES ($1, 'Initech', 'initech')`, org)
 	f.exec(t, `INSERT INTO customers (id, organization_id, email) VALUES ($1, $2, 'buyer@initech.test')`, buyer, org)
@@ -281,7 +282,7 @@ func TestInvitationDeliveryShowsLatest(t *testing.T) {
 	ctx := t.Context()
 	newer := uuid.NewString()
 	f.exec(t, `INSERT INTO invitations (id, seat_id, nonce, expires_at, created_at)
-		VALUES ($1, $2, $3, now() + interval '1 day', now() + interval '1 second')`, newer, f.seatID, storage.NewNonce())
+		VALUES ($1, $2, $3, now() + interval '1 day', now() + interval '1 second')`, newer, f.seatID, secret.NewNonce())
 	st, err := f.db.InvitationDelivery(ctx, f.seatID)
 	if err != nil {
 		t.Fatal(err)

@@ -2,7 +2,9 @@ package storage
 
 import (
 	"context"
+	"crypto/sha256"
 	"embed"
+	"encoding/hex"
 	"fmt"
 	"io/fs"
 	"sort"
@@ -101,4 +103,10 @@ func Migrate(ctx context.Context, url string) error {
 		}
 	}
 	return nil
+}
+
+// shortHash names a text by the first bytes of its SHA-256.
+func shortHash(s string) string {
+	h := sha256.Sum256([]byte(s))
+	return hex.EncodeToString(h[:6])
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/seatd/seatd/events"
+	"github.com/seatd/seatd/storage/secret"
 )
 
 // Provisioning: the operator's side of the product (seatctl). Each function
@@ -174,10 +175,10 @@ func (db *DB) CreateSession(ctx context.Context, customerID, memberID string, sc
 	if memberID != "" {
 		member = &memberID
 	}
-	token := NewRandomToken()
+	token := secret.NewRandomToken()
 	expires := time.Now().Add(ttl).UTC().Truncate(time.Microsecond)
 	_, err := db.Pool.Exec(ctx, `INSERT INTO sessions (id, token_hash, customer_id, member_id, scopes, expires_at)
-		VALUES ($1, $2, $3, $4, $5, $6)`, uuid.NewString(), HashToken(token), customerID, member, scopes, expires)
+		VALUES ($1, $2, $3, $4, $5, $6)`, uuid.NewString(), secret.HashToken(token), customerID, member, scopes, expires)
 	if err != nil {
 		return "", time.Time{}, provisionErr(err, "customer")
 	}

@@ -8,6 +8,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/seatd/seatd/events"
+	"github.com/seatd/seatd/storage/secret"
 )
 
 // SeatList is a pool's seats (including revoked ones) and its capacity.
@@ -79,7 +80,7 @@ func (db *DB) ClaimInfoByToken(ctx context.Context, token string) (ClaimInfo, er
 		JOIN organizations org ON org.id = owner.organization_id
 		LEFT JOIN customers c ON c.id = s.customer_id
 		WHERE s.invitation_token_hash = $1 AND s.status = 'pending' AND s.invitation_token_expires_at > now()`,
-		HashToken(token)).Scan(&info.ProductName, &info.ProductID, &info.OrganizationName, &info.OrganizationSlug,
+		secret.HashToken(token)).Scan(&info.ProductName, &info.ProductID, &info.OrganizationName, &info.OrganizationSlug,
 		&info.CustomerEmail, &info.ExpiresAt)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return ClaimInfo{}, events.Errorf(events.CodeNotFound, "Invitation not found or expired")

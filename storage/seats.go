@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/seatd/seatd/events"
+	"github.com/seatd/seatd/storage/secret"
 )
 
 // seatColumns selects everything a CustomerSeat needs; scanSeat reads it.
@@ -59,7 +60,7 @@ func loadSeat(ctx context.Context, q pgx.Tx, id string) (seatRow, error) {
 
 // Settings are the knobs of the seat transaction.
 type Settings struct {
-	Keys          Keys
+	Keys          secret.Keys
 	InvitationTTL time.Duration // default 24h
 	SessionTTL    time.Duration // sessions created by a claim; default 1h
 }
@@ -285,8 +286,8 @@ func (db *DB) assign(ctx context.Context, tx pgx.Tx, st Settings, r events.Reque
 		seat.Status, seat.ClaimedAt, evType = events.SeatClaimed, &now, events.SeatClaimedEvent
 	} else {
 		id, expires := uuid.NewString(), now.Add(st.invitationTTL())
-		invID, nonce, seat.InvitationTokenExpiresAt = &id, NewNonce(), &expires
-		tokenHash = HashToken(st.Keys.InvitationToken(nonce))
+		invID, nonce, seat.InvitationTokenExpiresAt = &id, secret.NewNonce(), &expires
+		tokenHash = secret.HashToken(st.Keys.InvitationToken(nonce))
 	}
 	// version 2: the assigned (or claimed) event below is the seat's first.
 	_, err = tx.Exec(ctx, `INSERT INTO seats (id, `+p.column()+`, status, customer_id, member_id, email, holder,
@@ -372,13 +373,13 @@ func (db *DB) resend(ctx context.Context, tx pgx.Tx, st Settings, r events.Reque
 		return events.Result{}, events.Errorf(events.CodeNotPending, "Seat is not in pending status")
 	}
 	// A fresh token and expiry: the old link dies with the old invitation.
-	invID, nonce, expires := uuid.NewString(), NewNonce(), now.Add(st.invitationTTL())
+	invID, nonce, expires := uuid.NewString(), secret.NewNonce(), now.Add(st.invitationTTL())
 	b := &pgx.Batch{}
 	b.Queue(`UPDATE invitations SET delivery_state = 'cancelled', updated_at = $2
 		WHERE seat_id = $1 AND delivery_state IN ('queued', 'sending')`, r.SeatID, now)
 	b.Queue(`UPDATE seats SET invitation_id = $2, invitation_token_hash = $3,
 		invitation_token_expires_at = $4, modified_at = $5 WHERE id = $1`,
-		r.SeatID, invID, HashToken(st.Keys.InvitationToken(nonce)), expires, now)
+		r.SeatID, invID, secret.HashToken(st.Keys.InvitationToken(nonce)), expires, now)
 	if err := queueInvitation(b, invID, r.SeatID, nonce, expires, now); err != nil {
 		return events.Result{}, err
 	}
@@ -469,7 +470,7 @@ func (db *DB) claim(ctx context.Context, tx pgx.Tx, st Settings, r events.Reques
 	// so an idempotent replay of this claim returns the same token.
 	sessionID := uuid.NewSHA1(uuid.NameSpaceOID, []byte("claim-session:"+r.ID)).String()
 	if _, err := tx.Exec(ctx, `INSERT INTO sessions (id, token_hash, customer_id, member_id, scopes, expires_at)
-		VALUES ($1, $2, $3, $4, $5, $6)`, sessionID, HashToken(st.Keys.SessionToken(r.ID)),
+		VALUES ($1, $2, $3, $4, $5, $6)`, sessionID, secret.HashToken(st.Keys.SessionToken(r.ID)),
 		*seat.seat.CustomerID, seat.seat.MemberID, DefaultScopes, now.Add(st.sessionTTL())); err != nil {
 		return events.Result{}, fmt.Errorf("claim session: %w", err)
 	}

@@ -9,6 +9,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/seatd/seatd/events"
+	"github.com/seatd/seatd/storage/secret"
 )
 
 // Session scopes.
@@ -53,7 +54,7 @@ func (db *DB) Authenticate(ctx context.Context, token string) (Session, error) {
 	if token == "" || len(token) > 512 {
 		return Session{}, unauthorized
 	}
-	hash := HashToken(token)
+	hash := secret.HashToken(token)
 	var (
 		s      Session
 		stored []byte
@@ -70,7 +71,7 @@ func (db *DB) Authenticate(ctx context.Context, token string) (Session, error) {
 	if err != nil {
 		return Session{}, err
 	}
-	if !SameHash(stored, hash) || !time.Now().Before(s.ExpiresAt) {
+	if !secret.SameHash(stored, hash) || !time.Now().Before(s.ExpiresAt) {
 		return Session{}, unauthorized
 	}
 	if member != nil {

@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/seatd/seatd/events"
+	"github.com/seatd/seatd/events/stream"
 	"github.com/seatd/seatd/storage"
 )
 
@@ -154,7 +155,7 @@ func (w *Worker) handle(ctx context.Context, msgs []jetstream.Msg) {
 		if storage.IsTransient(err) {
 			// Postgres is away or busy: retrying each request now would
 			// only multiply the failures. Try the whole batch again later.
-			delay := events.Backoff(w.cfg.BackoffBase, w.cfg.BackoffMax, items[0].deliveries)
+			delay := stream.Backoff(w.cfg.BackoffBase, w.cfg.BackoffMax, items[0].deliveries)
 			w.log.Warn("batch failed transiently, will retry", "size", len(items), "retry_in", delay, "err", err)
 			for _, it := range items {
 				_ = it.msg.NakWithDelay(delay)
@@ -203,7 +204,7 @@ func (w *Worker) retry(ctx context.Context, it item, err error) {
 		w.deadLetter(ctx, it.msg, &it.req, it.deliveries, err.Error())
 		return
 	}
-	delay := events.Backoff(w.cfg.BackoffBase, w.cfg.BackoffMax, it.deliveries)
+	delay := stream.Backoff(w.cfg.BackoffBase, w.cfg.BackoffMax, it.deliveries)
 	w.log.Warn("request failed, will retry", "request_id", it.req.ID, "deliveries", it.deliveries,
 		"retry_in", delay, "transient", storage.IsTransient(err), "err", err)
 	if err := it.msg.NakWithDelay(delay); err != nil {

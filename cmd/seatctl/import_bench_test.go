@@ -16,7 +16,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/seatd/seatd/cmd/internal/seatdtest"
+	"github.com/seatd/seatd/cmd/seatdtest"
 )
 
 // writeRows writes a CSV of n seats: half claimed at once, half invited,

@@ -17,7 +17,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/seatd/seatd/cmd/internal/seatdtest"
+	"github.com/seatd/seatd/cmd/seatdtest"
 	"github.com/seatd/seatd/events"
 )
 

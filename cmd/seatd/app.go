@@ -14,7 +14,7 @@ import (
 	"time"
 
 	"github.com/seatd/seatd/cmd/internal/config"
-	"github.com/seatd/seatd/cmd/internal/ingress"
+	"github.com/seatd/seatd/ingress"
 	"github.com/seatd/seatd/storage"
 	"github.com/seatd/seatd/worker"
 )

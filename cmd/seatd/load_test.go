@@ -11,7 +11,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/seatd/seatd/cmd/internal/ingress"
+	"github.com/seatd/seatd/ingress"
 	"github.com/seatd/seatd/events"
 	"github.com/seatd/seatd/storage"
 )

@@ -6,10 +6,11 @@ import (
 	"github.com/seatd/seatd/cmd/internal/config"
 	"github.com/seatd/seatd/mailer"
 	"github.com/seatd/seatd/storage"
+	"github.com/seatd/seatd/storage/secret"
 )
 
 // mailer builds the mailer role: SMTP_URL's server, or the mail drop.
-func (m *Main) mailer(db *storage.DB, nc *config.NATS, keys storage.Keys) (func(context.Context) error, error) {
+func (m *Main) mailer(db *storage.DB, nc *config.NATS, keys secret.Keys) (func(context.Context) error, error) {
 	sender, desc, err := mailer.NewSender(m.Config.SMTPURL, m.Config.DataDir, m.Log)
 	if err != nil {
 		return nil, err

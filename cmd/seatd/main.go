@@ -18,7 +18,7 @@ import (
 	"os/signal"
 	"syscall"
 
-	"github.com/seatd/seatd/storage"
+	"github.com/seatd/seatd/storage/pgcluster"
 )
 
 func main() {
@@ -53,7 +53,7 @@ func main() {
 	}()
 
 	if err := m.Run(ctx); err != nil {
-		if errors.Is(err, storage.ErrNoPostgres) {
+		if errors.Is(err, pgcluster.ErrNoPostgres) {
 			fmt.Fprintln(os.Stderr, "seatd:", err) // one line, naming the package to install
 		} else {
 			m.Log.Error("seatd stopped", "err", err)

@@ -18,7 +18,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/seatd/seatd/events"
+	"github.com/seatd/seatd/events/stream"
 	"github.com/seatd/seatd/storage"
 )
 
@@ -210,7 +210,7 @@ func (n *natsServer) Start() error {
 	defer n.mu.Unlock()
 	// The store syncs every second, as seatdtest's does: these tests stop
 	// the server cleanly, which flushes it.
-	s, err := events.StartServer(events.ServerConfig{Port: n.port, StoreDir: n.dir, Fsync: time.Second})
+	s, err := stream.StartServer(stream.ServerConfig{Port: n.port, StoreDir: n.dir, Fsync: time.Second})
 	if err != nil {
 		return err
 	}
@@ -257,7 +257,7 @@ func newRig(t *testing.T, dbURL string) *rig {
 	t.Cleanup(db.Close)
 	r.db = db
 	r.nats = startNATS(t)
-	r.nc, err = events.Connect(r.nats.URL(), "seatd-fault-test")
+	r.nc, err = stream.Connect(r.nats.URL(), "seatd-fault-test")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -268,7 +268,7 @@ func newRig(t *testing.T, dbURL string) *rig {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := events.SetupStreams(ctx, r.js, events.StreamConfig{AckWait: testAckWait}); err != nil {
+	if err := stream.SetupStreams(ctx, r.js, stream.StreamConfig{AckWait: testAckWait}); err != nil {
 		t.Fatal(err)
 	}
 	r.env = childEnv(

@@ -28,6 +28,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/seatd/seatd/storage"
+	"github.com/seatd/seatd/storage/pgcluster"
 )
 
 var (
@@ -44,7 +45,7 @@ var (
 	// servers are the clusters of NewServer still running, with their
 	// directories, for Main to stop when the tests are interrupted.
 	serversMu sync.Mutex
-	servers   = map[*storage.Cluster]string{}
+	servers   = map[*pgcluster.Cluster]string{}
 )
 
 // Main is called from TestMain. It finds or starts Postgres: the server of
@@ -68,8 +69,8 @@ func run(m *testing.M) int {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	// Databases are created from the server's maintenance database.
 	// Durability is pointless for test data; speed is not.
-	u, stop, err := storage.EnsurePostgresWith(ctx, os.Getenv("DATABASE_URL"), dir, "postgres", log,
-		storage.EnsureOptions{Cluster: storage.ClusterOptions{Fast: true}})
+	u, stop, err := pgcluster.EnsureWith(ctx, os.Getenv("DATABASE_URL"), dir, "postgres", log,
+		pgcluster.EnsureOptions{Cluster: pgcluster.Options{Fast: true}})
 	cancel()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -311,7 +312,7 @@ func withDatabase(dsn, name string) string {
 // Server is a private PostgreSQL server for one test, which the test may
 // stop and start. Its URL stays the same throughout.
 type Server struct {
-	cluster *storage.Cluster
+	cluster *pgcluster.Cluster
 	url     string
 }
 
@@ -325,11 +326,11 @@ func NewServer(t testing.TB) *Server {
 		t.Fatal(err)
 	}
 	log := slog.New(slog.NewTextHandler(t.Output(), nil))
-	c, err := storage.NewCluster(dir, storage.ClusterOptions{Fast: true}, log)
+	c, err := pgcluster.New(dir, pgcluster.Options{Fast: true}, log)
 	if err != nil {
 		os.RemoveAll(dir)
 		release()
-		if errors.Is(err, storage.ErrNoPostgres) {
+		if errors.Is(err, pgcluster.ErrNoPostgres) {
 			t.Skip("storagetest.NewServer: no PostgreSQL server binaries (initdb, pg_ctl) installed: apt-get install postgresql")
 		}
 		t.Fatal(err)
@@ -353,7 +354,7 @@ func NewServer(t testing.TB) *Server {
 	if err := c.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if err := storage.CreateDatabase(ctx, c.URL("postgres"), "seatd"); err != nil {
+	if err := pgcluster.CreateDatabase(ctx, c.URL("postgres"), "seatd"); err != nil {
 		t.Fatal(err)
 	}
 	s := &Server{cluster: c, url: c.URL("seatd")}
@@ -428,7 +429,7 @@ func reapAbandoned(log *slog.Logger) {
 			continue // being set up right now, or not ours to touch
 		}
 		if syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB) == nil {
-			if c, err := storage.NewCluster(dir, storage.ClusterOptions{}, log); err == nil {
+			if c, err := pgcluster.New(dir, pgcluster.Options{}, log); err == nil {
 				if err := c.Stop(); err != nil {
 					log.Warn("abandoned test cluster", "dir", dir, "err", err)
 				}

@@ -12,15 +12,16 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/seatd/seatd/events"
-	"github.com/seatd/seatd/storage"
+	"github.com/seatd/seatd/events/stream"
+	"github.com/seatd/seatd/storage/pgcluster"
+	"github.com/seatd/seatd/storage/secret"
 )
 
 // Database returns the URL of seatd's database: DATABASE_URL, else
 // 127.0.0.1:5432 when it answers, else a private cluster under the data
 // dir that stop shuts down.
 func (c *Config) Database(ctx context.Context, log *slog.Logger) (string, func() error, error) {
-	return storage.EnsurePostgres(ctx, c.DatabaseURL, filepath.Join(c.DataDir, "postgres"), "seatd", log)
+	return pgcluster.Ensure(ctx, c.DatabaseURL, filepath.Join(c.DataDir, "postgres"), "seatd", log)
 }
 
 // NATS holds a connection to NATS and, when seatd runs one, the embedded
@@ -69,7 +70,7 @@ func (c *Config) ConnectNATS(ctx context.Context, name string, embed bool, log *
 		if err != nil {
 			return nil, err
 		}
-		srv, err := events.StartServer(events.ServerConfig{Port: -1, StoreDir: filepath.Join(c.DataDir, "nats"), Fsync: fsync})
+		srv, err := stream.StartServer(stream.ServerConfig{Port: -1, StoreDir: filepath.Join(c.DataDir, "nats"), Fsync: fsync})
 		if err != nil {
 			return nil, err
 		}
@@ -85,7 +86,7 @@ func (c *Config) ConnectNATS(ctx context.Context, name string, embed bool, log *
 		}
 		log.Info("embedded NATS JetStream server started", "url", out.URL, "store", filepath.Join(c.DataDir, "nats"), "fsync", c.NATSFsync)
 	}
-	nc, err := events.Connect(out.URL, name)
+	nc, err := stream.Connect(out.URL, name)
 	if err != nil {
 		out.Close()
 		return nil, fmt.Errorf("nats: %w", err)
@@ -99,7 +100,7 @@ func (c *Config) ConnectNATS(ctx context.Context, name string, embed bool, log *
 	out.JS = js
 	sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	if err := events.SetupStreams(sctx, js, events.StreamConfig{Replicas: c.NATSReplicas, AckWait: c.AckWait}); err != nil {
+	if err := stream.SetupStreams(sctx, js, stream.StreamConfig{Replicas: c.NATSReplicas, AckWait: c.AckWait}); err != nil {
 		out.Close()
 		return nil, err
 	}
@@ -107,12 +108,12 @@ func (c *Config) ConnectNATS(ctx context.Context, name string, embed bool, log *
 }
 
 // Keys returns the token keys from the secret.
-func (c *Config) Keys() (storage.Keys, error) {
-	secret, err := c.Secret()
+func (c *Config) Keys() (secret.Keys, error) {
+	key, err := c.Secret()
 	if err != nil {
-		return storage.Keys{}, fmt.Errorf("secret key: %w", err)
+		return secret.Keys{}, fmt.Errorf("secret key: %w", err)
 	}
-	return storage.NewKeys(secret)
+	return secret.NewKeys(key)
 }
 
 // Logger returns a text logger at the configured level.

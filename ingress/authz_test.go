@@ -4,7 +4,7 @@ import (
 	"context"
 	"testing"
 
-	"github.com/seatd/seatd/cmd/internal/seatdtest"
+	"github.com/seatd/seatd/cmd/seatdtest"
 	"github.com/seatd/seatd/storage"
 )
 

@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/seatd/seatd/cmd/internal/seatdtest"
+	"github.com/seatd/seatd/cmd/seatdtest"
 	"github.com/seatd/seatd/storage"
 	"github.com/seatd/seatd/worker"
 )

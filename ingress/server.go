@@ -18,6 +18,7 @@ import (
 
 	"github.com/seatd/seatd/events"
 	"github.com/seatd/seatd/storage"
+	"github.com/seatd/seatd/storage/secret"
 )
 
 // Limits of the HTTP edge.
@@ -32,7 +33,7 @@ type Config struct {
 	DB          *storage.DB
 	NC          *nats.Conn
 	JS          jetstream.JetStream
-	Keys        storage.Keys
+	Keys        secret.Keys
 	Log         *slog.Logger
 	SyncTimeout time.Duration // how long a sync call waits for the worker; default 10s
 	RateLimit   float64       // write requests per second per token; 0 disables
@@ -260,7 +261,7 @@ func (s *Server) writeQueued(w http.ResponseWriter, id string) {
 // writeResult answers with a worker's result.
 func (s *Server) writeResult(w http.ResponseWriter, res events.Result) {
 	if !res.OK() {
-		writeJSON(w, res.Code.HTTPStatus(), errorBody{Error: string(res.Code), Detail: res.Detail})
+		writeJSON(w, httpStatus(res.Code), errorBody{Error: string(res.Code), Detail: res.Detail})
 		return
 	}
 	if res.SessionID != "" { // a claim
@@ -296,7 +297,7 @@ func writeError(w http.ResponseWriter, err error) {
 	if errors.As(err, &e) {
 		detail = e.Detail
 	}
-	writeJSON(w, code.HTTPStatus(), errorBody{Error: string(code), Detail: detail})
+	writeJSON(w, httpStatus(code), errorBody{Error: string(code), Detail: detail})
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

@@ -10,8 +10,8 @@ import (
 
 	"github.com/google/uuid"
 
-	"github.com/seatd/seatd/cmd/internal/ingress"
-	"github.com/seatd/seatd/cmd/internal/seatdtest"
+	"github.com/seatd/seatd/ingress"
+	"github.com/seatd/seatd/cmd/seatdtest"
 	"github.com/seatd/seatd/events"
 )
 

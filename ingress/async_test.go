@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/seatd/seatd/cmd/internal/seatdtest"
+	"github.com/seatd/seatd/cmd/seatdtest"
 )
 
 func poll(t *testing.T, e *seatdtest.Env, token, location string) map[string]any {

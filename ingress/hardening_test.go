@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/seatd/seatd/cmd/internal/seatdtest"
+	"github.com/seatd/seatd/cmd/seatdtest"
 )
 
 func TestRateLimitPerToken(t *testing.T) {

@@ -22,10 +22,11 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/seatd/seatd/cmd/internal/ingress"
-	"github.com/seatd/seatd/events"
+	"github.com/seatd/seatd/events/stream"
+	"github.com/seatd/seatd/ingress"
 	"github.com/seatd/seatd/mailer"
 	"github.com/seatd/seatd/storage"
+	"github.com/seatd/seatd/storage/secret"
 	"github.com/seatd/seatd/storage/storagetest"
 	"github.com/seatd/seatd/worker"
 )
@@ -60,7 +61,7 @@ type Env struct {
 	Server   *server.Server
 	NC       *nats.Conn
 	JS       jetstream.JetStream
-	Keys     storage.Keys
+	Keys     secret.Keys
 	Settings storage.Settings
 	HTTP     *httptest.Server
 	Ingress  *ingress.Server
@@ -83,8 +84,8 @@ func Logger() *slog.Logger {
 }
 
 // TestKeys are fixed token keys for tests.
-func TestKeys() storage.Keys {
-	k, err := storage.NewKeys([]byte("seatd-test-secret-key-0123456789abcdef"))
+func TestKeys() secret.Keys {
+	k, err := secret.NewKeys([]byte("seatd-test-secret-key-0123456789abcdef"))
 	if err != nil {
 		panic(err)
 	}
@@ -159,7 +160,7 @@ func StartNATS(t testing.TB, dir string) *server.Server {
 
 func startNATS(t testing.TB, dir string, fsync time.Duration) *server.Server {
 	t.Helper()
-	s, err := events.StartServer(events.ServerConfig{Port: -1, StoreDir: dir, Fsync: fsync})
+	s, err := stream.StartServer(stream.ServerConfig{Port: -1, StoreDir: dir, Fsync: fsync})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -168,7 +169,7 @@ func startNATS(t testing.TB, dir string, fsync time.Duration) *server.Server {
 }
 
 func (e *Env) connect() {
-	nc, err := events.Connect(e.Server.ClientURL(), "seatdtest")
+	nc, err := stream.Connect(e.Server.ClientURL(), "seatdtest")
 	if err != nil {
 		e.T.Fatal(err)
 	}
@@ -178,7 +179,7 @@ func (e *Env) connect() {
 	}
 	ctx, cancel := context.WithTimeout(e.ctx, 10*time.Second)
 	defer cancel()
-	if err := events.SetupStreams(ctx, js, events.StreamConfig{}); err != nil {
+	if err := stream.SetupStreams(ctx, js, stream.StreamConfig{}); err != nil {
 		e.T.Fatal(err)
 	}
 	e.NC, e.JS = nc, js
@@ -197,7 +198,7 @@ func (e *Env) goRun(run func(context.Context) error) {
 // StartWorker starts one more worker replica, on its own NATS connection
 // like a separate process, and returns a function that stops it.
 func (e *Env) StartWorker() context.CancelFunc {
-	nc, err := events.Connect(e.Server.ClientURL(), "seatdtest-worker")
+	nc, err := stream.Connect(e.Server.ClientURL(), "seatdtest-worker")
 	if err != nil {
 		e.T.Fatal(err)
 	}

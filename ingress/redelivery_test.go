@@ -8,7 +8,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/seatd/seatd/cmd/internal/seatdtest"
+	"github.com/seatd/seatd/cmd/seatdtest"
 	"github.com/seatd/seatd/events"
 )
 

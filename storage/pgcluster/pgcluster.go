@@ -1,4 +1,4 @@
-package storage
+package pgcluster
 
 import (
 	"context"
@@ -32,17 +32,17 @@ var ErrNoPostgres = errors.New("no PostgreSQL server found: set DATABASE_URL, or
 // Postgres, with trust authentication for user postgres.
 const localAddr = "127.0.0.1:5432"
 
-// EnsureOptions tunes EnsurePostgresWith. The zero value is what seatd uses.
+// EnsureOptions tunes EnsureWith. The zero value is what seatd uses.
 type EnsureOptions struct {
 	// NoProbe skips looking for a server on 127.0.0.1:5432 and goes straight
 	// to a private cluster, so tests can exercise that path on machines that
 	// do run a server.
 	NoProbe bool
 	// Cluster tunes the private cluster, if one is started.
-	Cluster ClusterOptions
+	Cluster Options
 }
 
-// EnsurePostgres finds a Postgres for seatd and returns the URL of database
+// Ensure finds a Postgres for seatd and returns the URL of database
 // dbName on it, in this order:
 //
 //  1. url, when not empty (DATABASE_URL), as is; nothing is created.
@@ -54,12 +54,12 @@ type EnsureOptions struct {
 //
 // stop is never nil when err is nil, and is a no-op for 1 and 2. When no
 // server can be found or started for lack of binaries, err is ErrNoPostgres.
-func EnsurePostgres(ctx context.Context, url, dir, dbName string, log *slog.Logger) (dsn string, stop func() error, err error) {
-	return EnsurePostgresWith(ctx, url, dir, dbName, log, EnsureOptions{})
+func Ensure(ctx context.Context, url, dir, dbName string, log *slog.Logger) (dsn string, stop func() error, err error) {
+	return EnsureWith(ctx, url, dir, dbName, log, EnsureOptions{})
 }
 
-// EnsurePostgresWith is EnsurePostgres with options.
-func EnsurePostgresWith(ctx context.Context, url, dir, dbName string, log *slog.Logger, opts EnsureOptions) (dsn string, stop func() error, err error) {
+// EnsureWith is Ensure with options.
+func EnsureWith(ctx context.Context, url, dir, dbName string, log *slog.Logger, opts EnsureOptions) (dsn string, stop func() error, err error) {
 	log = orDiscard(log)
 	noop := func() error { return nil }
 	if url != "" {
@@ -79,7 +79,7 @@ func EnsurePostgresWith(ctx context.Context, url, dir, dbName string, log *slog.
 		// that server is not ours to use: start our own on another port.
 		log.Info("no usable PostgreSQL server on "+localAddr+", starting a private one", "reason", err)
 	}
-	c, err := NewCluster(dir, opts.Cluster, log)
+	c, err := New(dir, opts.Cluster, log)
 	if err != nil {
 		return "", nil, err
 	}
@@ -141,8 +141,8 @@ func CreateDatabase(ctx context.Context, adminURL, name string) error {
 	return nil
 }
 
-// ClusterOptions tunes a private cluster.
-type ClusterOptions struct {
+// Options tunes a private cluster.
+type Options struct {
 	// Fast gives up durability for speed: initdb --no-sync, and fsync,
 	// synchronous_commit and full_page_writes off. An OS crash can corrupt
 	// such a cluster, so only throwaway test clusters set it.
@@ -163,7 +163,7 @@ type Cluster struct {
 	// this Cluster; the caller removes it when done.
 	Fallback bool
 
-	opts ClusterOptions
+	opts Options
 	bin  string              // directory of initdb, pg_ctl and postgres
 	cred *syscall.Credential // whom to run them as; nil: as ourselves
 	log  *slog.Logger
@@ -176,10 +176,10 @@ type Cluster struct {
 	Adopted bool
 }
 
-// NewCluster finds the PostgreSQL binaries and prepares dir for a cluster;
+// New finds the PostgreSQL binaries and prepares dir for a cluster;
 // Start initialises the cluster on first use. It returns ErrNoPostgres when
 // no binaries are installed.
-func NewCluster(dir string, opts ClusterOptions, log *slog.Logger) (*Cluster, error) {
+func New(dir string, opts Options, log *slog.Logger) (*Cluster, error) {
 	dir, err := filepath.Abs(dir)
 	if err != nil {
 		return nil, err

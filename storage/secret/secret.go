@@ -1,4 +1,4 @@
-package storage
+package secret
 
 import (
 	"crypto/hmac"
@@ -73,8 +73,3 @@ func HashTokenHex(token string) string { return hex.EncodeToString(HashToken(tok
 
 // SameHash compares two hashes in constant time.
 func SameHash(a, b []byte) bool { return subtle.ConstantTimeCompare(a, b) == 1 }
-
-func shortHash(s string) string {
-	h := sha256.Sum256([]byte(s))
-	return hex.EncodeToString(h[:6])
-}

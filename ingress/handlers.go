@@ -12,6 +12,7 @@ import (
 
 	"github.com/seatd/seatd/events"
 	"github.com/seatd/seatd/storage"
+	"github.com/seatd/seatd/storage/secret"
 )
 
 // readBody reads at most limit bytes; a longer body is 413.
@@ -167,7 +168,7 @@ func (s *Server) claim(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, invalid(events.FieldError{Loc: []any{"body", "invitation_token"}, Msg: "Field required: a non-empty string of at most 512 characters", Type: "missing"}))
 		return
 	}
-	hash := storage.HashTokenHex(*in.Token)
+	hash := secret.HashTokenHex(*in.Token)
 	req := events.Request{ID: newRequestID(), Op: events.OpClaim, TokenHash: hash, SubmittedAt: time.Now().UTC()}
 	req.ReplyTo = s.inbox + "." + req.ID
 	s.submit(w, r, submission{req: req, key: key, bodyHash: hashOf([]byte(events.OpClaim), []byte(hash)), async: wantsAsync(r)})
@@ -225,7 +226,7 @@ func viewOf(rec storage.Record) requestView {
 		if res.OK() {
 			v.Seat = res.Seat
 		} else {
-			v.Error = &requestError{Status: res.Code.HTTPStatus(), Error: string(res.Code), Detail: res.Detail}
+			v.Error = &requestError{Status: httpStatus(res.Code), Error: string(res.Code), Detail: res.Detail}
 		}
 	}
 	return v

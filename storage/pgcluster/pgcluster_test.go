@@ -1,4 +1,4 @@
-package storage_test
+package pgcluster_test
 
 import (
 	"context"
@@ -6,66 +6,21 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/seatd/seatd/storage"
+	"github.com/seatd/seatd/storage/pgcluster"
 	"github.com/seatd/seatd/storage/storagetest"
 )
 
 func TestMain(m *testing.M) { storagetest.Main(m) }
 
-func TestMigrateConcurrently(t *testing.T) {
-	url := storagetest.NewEmptyDatabase(t)
-	ctx := t.Context()
-	var wg sync.WaitGroup
-	errs := make([]error, 5)
-	for i := range errs {
-		wg.Go(func() { errs[i] = storage.Migrate(ctx, url) })
-	}
-	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
-		t.Fatal(err)
-	}
-
-	files, err := filepath.Glob("migrations/*.sql")
-	if err != nil || len(files) == 0 {
-		t.Fatalf("no migrations found: %v", err)
-	}
-	conn := connect(t, url)
-	rows, _ := conn.Query(ctx, "SELECT version, name FROM schema_migrations ORDER BY version")
-	type applied struct {
-		Version int
-		Name    string
-	}
-	got, err := pgx.CollectRows(rows, pgx.RowToStructByPos[applied])
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(got) != len(files) {
-		t.Fatalf("schema_migrations has %d rows, want one per migration (%d): %v", len(got), len(files), got)
-	}
-	for i, f := range files {
-		name := filepath.Base(f)
-		v, _ := strconv.Atoi(strings.SplitN(name, "_", 2)[0])
-		if got[i] != (applied{v, name}) {
-			t.Errorf("schema_migrations row %d = %v, want %v", i, got[i], applied{v, name})
-		}
-	}
-	var tables int
-	if err := conn.QueryRow(ctx, "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public' AND table_name = 'seats'").Scan(&tables); err != nil || tables != 1 {
-		t.Fatalf("seats table: %d, %v", tables, err)
-	}
-}
-
 func TestEnsurePostgresExplicitURL(t *testing.T) {
 	const url = "postgres://example.invalid/seatd"
-	dsn, stop, err := storage.EnsurePostgres(t.Context(), url, t.TempDir(), "seatd", nil)
+	dsn, stop, err := pgcluster.Ensure(t.Context(), url, t.TempDir(), "seatd", nil)
 	if err != nil || dsn != url {
 		t.Fatalf("EnsurePostgres = %q, %v; want %q", dsn, err, url)
 	}
@@ -75,7 +30,7 @@ func TestEnsurePostgresExplicitURL(t *testing.T) {
 }
 
 func TestErrNoPostgresIsOneLine(t *testing.T) {
-	msg := storage.ErrNoPostgres.Error()
+	msg := pgcluster.ErrNoPostgres.Error()
 	if strings.Contains(msg, "\n") || !strings.Contains(msg, "DATABASE_URL") {
 		t.Fatalf("ErrNoPostgres = %q", msg)
 	}
@@ -96,12 +51,12 @@ func TestEnsurePostgresPrivateCluster(t *testing.T) {
 	}
 	dir := filepath.Join(parent, "postgres")
 	log := slog.New(slog.NewTextHandler(t.Output(), nil))
-	opts := storage.EnsureOptions{NoProbe: true, Cluster: storage.ClusterOptions{Fast: true}}
+	opts := pgcluster.EnsureOptions{NoProbe: true, Cluster: pgcluster.Options{Fast: true}}
 	ensure := func() (string, func() error) {
 		t.Helper()
 		begin := time.Now()
-		dsn, stop, err := storage.EnsurePostgresWith(t.Context(), "", dir, "seatd", log, opts)
-		if errors.Is(err, storage.ErrNoPostgres) {
+		dsn, stop, err := pgcluster.EnsureWith(t.Context(), "", dir, "seatd", log, opts)
+		if errors.Is(err, pgcluster.ErrNoPostgres) {
 			t.Skip(err)
 		}
 		if err != nil {
@@ -167,8 +122,8 @@ func TestClusterFallsBackWhenUnreachable(t *testing.T) {
 	// t.TempDir's parent is 0700 and owned by us: only root needs to fall
 	// back, since only root runs PostgreSQL as another user.
 	dir := filepath.Join(t.TempDir(), "postgres")
-	c, err := storage.NewCluster(dir, storage.ClusterOptions{}, slog.New(slog.NewTextHandler(t.Output(), nil)))
-	if errors.Is(err, storage.ErrNoPostgres) {
+	c, err := pgcluster.New(dir, pgcluster.Options{}, slog.New(slog.NewTextHandler(t.Output(), nil)))
+	if errors.Is(err, pgcluster.ErrNoPostgres) {
 		t.Skip(err)
 	}
 	if err != nil {

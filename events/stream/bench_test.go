@@ -1,4 +1,4 @@
-package events
+package stream
 
 import (
 	"context"
@@ -8,6 +8,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/seatd/seatd/events"
 )
 
 // BenchmarkPublishFsync measures pipelined request publishes to the
@@ -35,14 +36,14 @@ func BenchmarkPublishFsync(b *testing.B) {
 			if err := SetupStreams(context.Background(), js, StreamConfig{}); err != nil {
 				b.Fatal(err)
 			}
-			r := Request{Op: OpAssign, CustomerID: uuid.NewString(),
-				Assign: &SeatAssign{SubscriptionID: uuid.NewString(), Email: "bench@example.com"}}
+			r := events.Request{Op: events.OpAssign, CustomerID: uuid.NewString(),
+				Assign: &events.SeatAssign{SubscriptionID: uuid.NewString(), Email: "bench@example.com"}}
 			b.ResetTimer()
 			start := time.Now()
 			for i := 0; i < b.N; i++ {
 				r.ID = uuid.NewString()
 				data, _ := r.Encode()
-				if _, err := js.PublishAsync(RequestsSubject, data, jetstream.WithMsgID(r.ID)); err != nil {
+				if _, err := js.PublishAsync(events.RequestsSubject, data, jetstream.WithMsgID(r.ID)); err != nil {
 					b.Fatal(err)
 				}
 			}
@@ -58,7 +59,7 @@ func BenchmarkPublishFsync(b *testing.B) {
 			for i := 0; i < sync; i++ {
 				r.ID = uuid.NewString()
 				data, _ := r.Encode()
-				if _, err := js.Publish(context.Background(), RequestsSubject, data, jetstream.WithMsgID(r.ID)); err != nil {
+				if _, err := js.Publish(context.Background(), events.RequestsSubject, data, jetstream.WithMsgID(r.ID)); err != nil {
 					b.Fatal(err)
 				}
 			}

@@ -1,4 +1,9 @@
-package events
+// Package stream is seatd's use of NATS JetStream: the streams and durable
+// consumers (SetupStreams), the embedded server for one machine and tests
+// (StartServer), the connection settings every role uses (Connect), and the
+// retry backoff of the stream consumers. The names of subjects and streams
+// are vocabulary and live in package events.
+package stream
 
 import (
 	"context"
@@ -9,50 +14,8 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/seatd/seatd/events"
 )
-
-// Subjects, streams and durable consumers.
-const (
-	// RequestsSubject carries Requests, RequestsStream keeps them until a
-	// worker has applied them (work-queue retention).
-	RequestsSubject = "seatd.requests"
-	RequestsStream  = "SEATD_REQUESTS"
-	WorkerConsumer  = "seatd-worker"
-
-	// MailSubject carries MailRequests to the mailer.
-	MailSubject    = "seatd.mail.invitation"
-	MailStream     = "SEATD_MAIL"
-	MailerConsumer = "seatd-mailer"
-
-	// SeatEventsSubjectPrefix + ".assigned" / ".claimed" / ".revoked" carry
-	// SeatEvents; SeatEventsStream keeps them for consumers (webhooks, audit).
-	SeatEventsSubjectPrefix = "seatd.events.seat"
-	SeatEventsStream        = "SEATD_SEAT_EVENTS"
-
-	// DeadLetterSubject carries DeadLetters; DeadLetterStream keeps them
-	// until an operator replays or purges them.
-	DeadLetterSubject = "seatd.dlq.requests"
-	DeadLetterStream  = "SEATD_DLQ"
-)
-
-// SeatEventSubject is the subject an event of type t is published on, e.g.
-// seatd.events.seat.claimed.
-func SeatEventSubject(t SeatEventType) string {
-	short := string(t)
-	if i := len("customer_seat."); len(short) > i {
-		short = short[i:]
-	}
-	return SeatEventsSubjectPrefix + "." + short
-}
-
-// DeadLetter is a request the worker gave up on, with why.
-type DeadLetter struct {
-	Request    []byte    `json:"request"` // the original message, verbatim
-	RequestID  string    `json:"request_id,omitempty"`
-	Reason     string    `json:"reason"`
-	Deliveries uint64    `json:"deliveries"`
-	FailedAt   time.Time `json:"failed_at"`
-}
 
 // StreamConfig tunes the streams for a deployment.
 type StreamConfig struct {
@@ -77,13 +40,13 @@ func SetupStreams(ctx context.Context, js jetstream.JetStream, cfg StreamConfig)
 		cfg.AckWait = 30 * time.Second
 	}
 	streams := []jetstream.StreamConfig{
-		{Name: RequestsStream, Subjects: []string{RequestsSubject}, Retention: jetstream.WorkQueuePolicy,
+		{Name: events.RequestsStream, Subjects: []string{events.RequestsSubject}, Retention: jetstream.WorkQueuePolicy,
 			Storage: jetstream.FileStorage, Replicas: cfg.Replicas, Duplicates: cfg.DuplicateWindow},
-		{Name: MailStream, Subjects: []string{MailSubject}, Retention: jetstream.WorkQueuePolicy,
+		{Name: events.MailStream, Subjects: []string{events.MailSubject}, Retention: jetstream.WorkQueuePolicy,
 			Storage: jetstream.FileStorage, Replicas: cfg.Replicas, Duplicates: cfg.DuplicateWindow},
-		{Name: SeatEventsStream, Subjects: []string{SeatEventsSubjectPrefix + ".>"}, Retention: jetstream.LimitsPolicy,
+		{Name: events.SeatEventsStream, Subjects: []string{events.SeatEventsSubjectPrefix + ".>"}, Retention: jetstream.LimitsPolicy,
 			MaxAge: 30 * 24 * time.Hour, Storage: jetstream.FileStorage, Replicas: cfg.Replicas, Duplicates: cfg.DuplicateWindow},
-		{Name: DeadLetterStream, Subjects: []string{DeadLetterSubject}, Retention: jetstream.LimitsPolicy,
+		{Name: events.DeadLetterStream, Subjects: []string{events.DeadLetterSubject}, Retention: jetstream.LimitsPolicy,
 			Storage: jetstream.FileStorage, Replicas: cfg.Replicas, Duplicates: cfg.DuplicateWindow},
 	}
 	for _, sc := range streams {
@@ -95,9 +58,9 @@ func SetupStreams(ctx context.Context, js jetstream.JetStream, cfg StreamConfig)
 		stream string
 		cfg    jetstream.ConsumerConfig
 	}{
-		{RequestsStream, jetstream.ConsumerConfig{Durable: WorkerConsumer, AckPolicy: jetstream.AckExplicitPolicy,
+		{events.RequestsStream, jetstream.ConsumerConfig{Durable: events.WorkerConsumer, AckPolicy: jetstream.AckExplicitPolicy,
 			AckWait: cfg.AckWait, MaxDeliver: -1, MaxAckPending: 20000}},
-		{MailStream, jetstream.ConsumerConfig{Durable: MailerConsumer, AckPolicy: jetstream.AckExplicitPolicy,
+		{events.MailStream, jetstream.ConsumerConfig{Durable: events.MailerConsumer, AckPolicy: jetstream.AckExplicitPolicy,
 			AckWait: 2 * cfg.AckWait, MaxDeliver: -1, MaxAckPending: 1000}},
 	}
 	for _, c := range consumers {
