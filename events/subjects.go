@@ -44,4 +44,3 @@ type DeadLetter struct {
 	Deliveries uint64    `json:"deliveries"`
 	FailedAt   time.Time `json:"failed_at"`
 }
-

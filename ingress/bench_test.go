@@ -10,9 +10,9 @@ import (
 
 	"github.com/google/uuid"
 
-	"github.com/seatd/seatd/ingress"
 	"github.com/seatd/seatd/cmd/seatdtest"
 	"github.com/seatd/seatd/events"
+	"github.com/seatd/seatd/ingress"
 )
 
 // BenchmarkWorkerThroughput measures how fast the worker applies a backlog

@@ -30,4 +30,3 @@ func httpStatus(c events.Code) int {
 	}
 	return 500
 }
-

@@ -11,8 +11,8 @@ import (
 	"github.com/google/uuid"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/seatd/seatd/ingress"
 	"github.com/seatd/seatd/events"
+	"github.com/seatd/seatd/ingress"
 	"github.com/seatd/seatd/storage"
 )
 

@@ -1,3 +1,7 @@
+// Package secret derives, hashes and compares the tokens seatd hands out:
+// invitation and session tokens are derived from SEATD_SECRET_KEY and a
+// random nonce, only their SHA-256 is stored, and comparisons are constant
+// time.
 package secret
 
 import (
