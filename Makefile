@@ -25,7 +25,7 @@ unit:
 FUZZ_TARGETS := \
 	./events:FuzzDecodeSeatAssign \
 	./events:FuzzDecodeRequest \
-	./cmd/internal/importfile:FuzzParse
+	./ingress/importer:FuzzParse
 
 fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do \

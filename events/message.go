@@ -72,16 +72,16 @@ func (r Request) Check() error {
 	bad := func(format string, args ...any) error {
 		return fmt.Errorf("%w: %s", ErrMalformed, fmt.Sprintf(format, args...))
 	}
-	if !isUUID(r.ID) {
+	if !IsUUID(r.ID) {
 		return bad("id %q is not a UUID", r.ID)
 	}
-	if r.CustomerID != "" && !isUUID(r.CustomerID) {
+	if r.CustomerID != "" && !IsUUID(r.CustomerID) {
 		return bad("customer_id is not a UUID")
 	}
-	if r.MemberID != "" && !isUUID(r.MemberID) {
+	if r.MemberID != "" && !IsUUID(r.MemberID) {
 		return bad("member_id is not a UUID")
 	}
-	if r.BatchID != "" && !isUUID(r.BatchID) {
+	if r.BatchID != "" && !IsUUID(r.BatchID) {
 		return bad("batch_id is not a UUID")
 	}
 	if r.BatchIndex < 0 {
@@ -96,7 +96,7 @@ func (r Request) Check() error {
 			return bad("%s", (&ValidationError{Detail: errs}).Error())
 		}
 	case OpResend, OpRevoke:
-		if r.CustomerID == "" || !isUUID(r.SeatID) {
+		if r.CustomerID == "" || !IsUUID(r.SeatID) {
 			return bad("%s needs customer_id and seat_id", r.Op)
 		}
 	case OpClaim:
@@ -109,9 +109,25 @@ func (r Request) Check() error {
 	return nil
 }
 
-func isUUID(s string) bool {
+// ParseUUID is the one definition of an id seatd accepts, from the API,
+// the CLI or an import file: the 36-character hyphenated form, in any case.
+// It returns the id in canonical (lowercase) form.
+func ParseUUID(s string) (string, bool) {
+	if len(s) != 36 {
+		return "", false
+	}
 	u, err := uuid.Parse(s)
-	return err == nil && u.String() == s
+	if err != nil {
+		return "", false
+	}
+	return u.String(), true
+}
+
+// IsUUID reports whether s is an id in canonical form, as ids travel
+// inside seatd (messages, the ledger, import request ids).
+func IsUUID(s string) bool {
+	c, ok := ParseUUID(s)
+	return ok && c == s
 }
 
 // Result is the worker's answer to a Request. It is stored in the request

@@ -8,8 +8,6 @@ import (
 	"net/mail"
 	"strings"
 	"unicode/utf8"
-
-	"github.com/google/uuid"
 )
 
 // Limits of the Assign Seat API.
@@ -100,12 +98,12 @@ func validateFields(fields map[string]json.RawMessage) (SeatAssign, []FieldError
 		if !ok {
 			return
 		}
-		u, err := uuid.Parse(s)
-		if err != nil || len(s) != 36 {
+		id, ok := ParseUUID(s)
+		if !ok {
 			fail(field, "Input should be a valid UUID", "uuid_parsing")
 			return
 		}
-		*dst = u.String()
+		*dst = id
 	}
 
 	uuidField("subscription_id", &a.SubscriptionID)

@@ -9,7 +9,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/seatd/seatd/events"
 	"github.com/seatd/seatd/events/stream"
@@ -266,7 +265,7 @@ func (m *Mailer) deliverMsg(ctx context.Context, data []byte, delivered uint64) 
 		m.log.Error("undecodable mail request; dropping it", "error", err)
 		return term, 0
 	}
-	if _, err := uuid.Parse(req.InvitationID); err != nil {
+	if !events.IsUUID(req.InvitationID) {
 		m.log.Error("mail request without a valid invitation id; dropping it", "invitation_id", req.InvitationID)
 		return term, 0
 	}

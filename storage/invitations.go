@@ -8,7 +8,6 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -93,7 +92,7 @@ const deliveryLockSQL = `hashtextextended('seatd.invitation:' || $1::text, 0)`
 // queued or sending is marked cancelled on the way. On success the caller
 // must Close the Delivery.
 func (db *DB) StartDelivery(ctx context.Context, invitationID string) (*Delivery, error) {
-	if _, err := uuid.Parse(invitationID); err != nil {
+	if !events.IsUUID(invitationID) {
 		return nil, events.Errorf(events.CodeNotFound, "invitation %q not found", invitationID)
 	}
 	conn, err := db.Pool.Acquire(ctx)
@@ -317,7 +316,7 @@ type InvitationDeliveryStatus struct {
 // invitation, or an events.Error with CodeNotFound if the seat never had
 // one.
 func (db *DB) InvitationDelivery(ctx context.Context, seatID string) (InvitationDeliveryStatus, error) {
-	if _, err := uuid.Parse(seatID); err != nil {
+	if !events.IsUUID(seatID) {
 		return InvitationDeliveryStatus{}, events.Errorf(events.CodeNotFound, "seat %q has no invitation", seatID)
 	}
 	var (

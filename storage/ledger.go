@@ -88,7 +88,7 @@ func (db *DB) Submit(ctx context.Context, s Submission) (Record, error) {
 
 // Request returns a request owned by caller; anyone else's is not found.
 func (db *DB) Request(ctx context.Context, id, caller string) (Record, error) {
-	if !isUUIDString(id) {
+	if _, ok := events.ParseUUID(id); !ok {
 		return Record{}, events.Errorf(events.CodeNotFound, "Request not found")
 	}
 	rec, err := scanRecord(db.Pool.QueryRow(ctx, `SELECT `+recordColumns+` FROM requests
@@ -179,7 +179,7 @@ func (db *DB) SubmitBatch(ctx context.Context, batchID, caller, key string, body
 // Batch returns a batch owned by caller with every item's state.
 func (db *DB) Batch(ctx context.Context, id, caller string) (Batch, error) {
 	notFound := events.Errorf(events.CodeNotFound, "Batch not found")
-	if !isUUIDString(id) {
+	if _, ok := events.ParseUUID(id); !ok {
 		return Batch{}, notFound
 	}
 	b := Batch{ID: id}

@@ -37,7 +37,7 @@ func (db *DB) CreateOrganization(ctx context.Context, name string, seatPricing, 
 
 // CreateCustomer creates a customer of an organization.
 func (db *DB) CreateCustomer(ctx context.Context, orgID, email, externalID string) (string, error) {
-	if !isUUIDString(orgID) {
+	if _, ok := events.ParseUUID(orgID); !ok {
 		return "", events.Errorf(events.CodeInvalid, "organization id %q is not a UUID", orgID)
 	}
 	if _, errs := events.DecodeSeatAssign([]byte(fmt.Sprintf(`{"order_id":%q,"email":%q}`, uuid.Nil, email))); errs != nil {
@@ -55,7 +55,7 @@ func (db *DB) CreateCustomer(ctx context.Context, orgID, email, externalID strin
 
 // CreateMember creates a member of a customer.
 func (db *DB) CreateMember(ctx context.Context, customerID, email, role string) (string, error) {
-	if !isUUIDString(customerID) {
+	if _, ok := events.ParseUUID(customerID); !ok {
 		return "", events.Errorf(events.CodeInvalid, "customer id %q is not a UUID", customerID)
 	}
 	switch role {
@@ -87,7 +87,7 @@ func (db *DB) CreatePool(ctx context.Context, kind, customerID, product string, 
 	if seats < 0 {
 		return "", events.Errorf(events.CodeInvalid, "seats must not be negative")
 	}
-	if !isUUIDString(customerID) {
+	if _, ok := events.ParseUUID(customerID); !ok {
 		return "", events.Errorf(events.CodeInvalid, "customer id %q is not a UUID", customerID)
 	}
 	if strings.TrimSpace(product) == "" {
@@ -103,7 +103,7 @@ func (db *DB) CreatePool(ctx context.Context, kind, customerID, product string, 
 // below the seats in use is refused (the capacity CHECK would refuse it too,
 // but with a less helpful message).
 func (db *DB) SetSubscriptionSeats(ctx context.Context, subID string, seats int) error {
-	if !isUUIDString(subID) {
+	if _, ok := events.ParseUUID(subID); !ok {
 		return events.Errorf(events.CodeInvalid, "subscription id %q is not a UUID", subID)
 	}
 	if seats < 0 {
@@ -158,7 +158,7 @@ func (db *DB) CreateSession(ctx context.Context, customerID, memberID string, sc
 		return "", time.Time{}, events.Errorf(events.CodeInvalid, "ttl must be positive")
 	}
 	if memberID != "" {
-		if !isUUIDString(memberID) {
+		if _, ok := events.ParseUUID(memberID); !ok {
 			return "", time.Time{}, events.Errorf(events.CodeInvalid, "member id %q is not a UUID", memberID)
 		}
 		err := db.Pool.QueryRow(ctx, `SELECT customer_id FROM members WHERE id = $1`, memberID).Scan(&customerID)
@@ -168,7 +168,7 @@ func (db *DB) CreateSession(ctx context.Context, customerID, memberID string, sc
 		if err != nil {
 			return "", time.Time{}, err
 		}
-	} else if !isUUIDString(customerID) {
+	} else if _, ok := events.ParseUUID(customerID); !ok {
 		return "", time.Time{}, events.Errorf(events.CodeInvalid, "customer id %q is not a UUID", customerID)
 	}
 	var member *string
@@ -196,9 +196,4 @@ func provisionErr(err error, parent string) error {
 		}
 	}
 	return err
-}
-
-func isUUIDString(s string) bool {
-	u, err := uuid.Parse(s)
-	return err == nil && len(s) == 36 && u.String() == strings.ToLower(s)
 }

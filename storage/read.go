@@ -25,7 +25,7 @@ func (db *DB) ListSeats(ctx context.Context, owner, subscriptionID, orderID stri
 		table, column, id, kind = "orders", "order_id", orderID, "Order"
 	}
 	notFound := events.Errorf(events.CodeNotFound, "%s not found", kind)
-	if !isUUIDString(id) {
+	if _, ok := events.ParseUUID(id); !ok {
 		return SeatList{}, notFound
 	}
 	var out SeatList
@@ -92,7 +92,7 @@ func (db *DB) ClaimInfoByToken(ctx context.Context, token string) (ClaimInfo, er
 
 // Seat reads one seat, unscoped (for operators).
 func (db *DB) Seat(ctx context.Context, id string) (events.CustomerSeat, error) {
-	if !isUUIDString(id) {
+	if _, ok := events.ParseUUID(id); !ok {
 		return events.CustomerSeat{}, events.Errorf(events.CodeNotFound, "Seat not found")
 	}
 	r, err := scanSeat(db.Pool.QueryRow(ctx, "SELECT "+seatColumns+seatFrom+"WHERE s.id = $1", id))
@@ -108,7 +108,7 @@ func (db *DB) PoolOwner(ctx context.Context, subscriptionID, orderID string) (st
 	if orderID != "" {
 		table, id = "orders", orderID
 	}
-	if !isUUIDString(id) {
+	if _, ok := events.ParseUUID(id); !ok {
 		return "", events.Errorf(events.CodeInvalid, "%q is not a UUID", id)
 	}
 	var owner string

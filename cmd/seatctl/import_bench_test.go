@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/seatd/seatd/cmd/seatdtest"
+	"github.com/seatd/seatd/ingress/importer"
 )
 
 // writeRows writes a CSV of n seats: half claimed at once, half invited,
@@ -138,7 +139,7 @@ func TestImportLarge(t *testing.T) {
 	if err != nil {
 		t.Fatalf("seatctl import: %v\n%s", err, stderr.String())
 	}
-	var sum importSummary
+	var sum importer.Summary
 	if err := json.Unmarshal(stdout.Bytes(), &sum); err != nil {
 		t.Fatalf("summary: %v\n%s", err, stdout.String())
 	}

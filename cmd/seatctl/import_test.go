@@ -19,6 +19,7 @@ import (
 
 	"github.com/seatd/seatd/cmd/seatdtest"
 	"github.com/seatd/seatd/events"
+	"github.com/seatd/seatd/ingress/importer"
 )
 
 // importEnv is a running pipeline (Postgres, JetStream, worker) with a
@@ -40,7 +41,7 @@ func setupImport(t testing.TB, opts seatdtest.Options, seats int) *importEnv {
 }
 
 type importResult struct {
-	sum    importSummary
+	sum    importer.Summary
 	stdout string
 	stderr string
 	err    error
@@ -121,7 +122,7 @@ func exitCode(err error) int {
 	return -1
 }
 
-func wantSummary(t *testing.T, res importResult, want importSummary) {
+func wantSummary(t *testing.T, res importResult, want importer.Summary) {
 	t.Helper()
 	got := res.sum
 	if want.Failed == nil {
@@ -200,7 +201,7 @@ func TestImportCSV(t *testing.T) {
 	if res.err != nil {
 		t.Fatalf("import: %v\n%s", res.err, res.stderr)
 	}
-	wantSummary(t, res, importSummary{Format: "csv", Rows: 4, Valid: 4, Published: 4, Succeeded: 4})
+	wantSummary(t, res, importer.Summary{Format: "csv", Rows: 4, Valid: 4, Published: 4, Succeeded: 4})
 	checkSeats(t, ie)
 	if got := ie.seats(t)["dave@example.com"]; got.CustomerEmail == nil || *got.CustomerEmail != "Dave@Example.com" {
 		t.Errorf("the address is kept as written: %v", got.CustomerEmail)
@@ -221,7 +222,7 @@ func TestImportJSONL(t *testing.T) {
 	if res.err != nil {
 		t.Fatalf("import: %v\n%s", res.err, res.stderr)
 	}
-	wantSummary(t, res, importSummary{Format: "jsonl", Rows: 3, Valid: 3, Published: 3, Succeeded: 3})
+	wantSummary(t, res, importer.Summary{Format: "jsonl", Rows: 3, Valid: 3, Published: 3, Succeeded: 3})
 	checkSeats(t, ie)
 }
 
@@ -241,7 +242,7 @@ func TestImportRecipientsIntoOrder(t *testing.T) {
 	if exitCode(res.err) != 1 {
 		t.Fatalf("import: %v, want exit status 1\n%s", res.err, res.stderr)
 	}
-	wantSummary(t, res, importSummary{Format: "csv", OrderID: order, Rows: 4, Valid: 4, Published: 4, Succeeded: 3,
+	wantSummary(t, res, importer.Summary{Format: "csv", OrderID: order, Rows: 4, Valid: 4, Published: 4, Succeeded: 3,
 		Failed: map[string]int{"not_found": 1}})
 	list, err := ie.DB.ListSeats(ctx, ie.ten.CustomerID, "", order)
 	if err != nil {
@@ -264,7 +265,7 @@ func TestImportInvalidRows(t *testing.T) {
 	if exitCode(res.err) != 1 {
 		t.Fatalf("import: %v, want exit status 1\n%s", res.err, res.stderr)
 	}
-	wantSummary(t, res, importSummary{Format: "csv", Rows: 7, Valid: 3, Invalid: 4, Published: 3, Succeeded: 3})
+	wantSummary(t, res, importer.Summary{Format: "csv", Rows: 7, Valid: 3, Invalid: 4, Published: 3, Succeeded: 3})
 	for _, want := range []string{
 		"line 3: email: value is not a valid email address: not a plain address of the form name@example.com\n",
 		`line 4: immediate_claim: "maybe" is not one of true, false, yes, no, 1, 0` + "\n",
@@ -311,18 +312,18 @@ func TestImportInvalidRows(t *testing.T) {
 }
 
 // readReport reads a CSV or JSONL report into rows.
-func readReport(t *testing.T, path string) []reportRow {
+func readReport(t *testing.T, path string) []importer.ReportRow {
 	t.Helper()
 	f, err := os.Open(path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	var rows []reportRow
+	var rows []importer.ReportRow
 	if strings.HasSuffix(path, ".jsonl") {
 		sc := bufio.NewScanner(f)
 		for sc.Scan() {
-			var r reportRow
+			var r importer.ReportRow
 			dec := json.NewDecoder(bytes.NewReader(sc.Bytes()))
 			dec.DisallowUnknownFields()
 			if err := dec.Decode(&r); err != nil {
@@ -336,8 +337,8 @@ func readReport(t *testing.T, path string) []reportRow {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(recs) == 0 || !slices.Equal(recs[0], reportColumns) {
-		t.Fatalf("report header %v, want %v", recs[0], reportColumns)
+	if len(recs) == 0 || !slices.Equal(recs[0], []string{"line", "request_id", "status", "seat_id", "error"}) {
+		t.Fatalf("report header %v, want line,request_id,status,seat_id,error", recs[0])
 	}
 	opt := func(s string) *string {
 		if s == "" {
@@ -346,7 +347,7 @@ func readReport(t *testing.T, path string) []reportRow {
 		return &s
 	}
 	for _, rec := range recs[1:] {
-		var r reportRow
+		var r importer.ReportRow
 		fmt.Sscan(rec[0], &r.Line)
 		r.RequestID, r.Status, r.SeatID, r.Error = opt(rec[1]), rec[2], opt(rec[3]), opt(rec[4])
 		rows = append(rows, r)
@@ -362,7 +363,7 @@ func TestImportDryRun(t *testing.T) {
 	if exitCode(res.err) != 1 {
 		t.Fatalf("dry run with invalid rows: %v, want exit status 1\n%s", res.err, res.stderr)
 	}
-	wantSummary(t, res, importSummary{Format: "csv", DryRun: true, Rows: 7, Valid: 3, Invalid: 4, Unpublished: 3})
+	wantSummary(t, res, importer.Summary{Format: "csv", DryRun: true, Rows: 7, Valid: 3, Invalid: 4, Unpublished: 3})
 	if !strings.Contains(res.stderr, "line 3: email:") {
 		t.Errorf("a dry run lists the invalid rows too:\n%s", res.stderr)
 	}
@@ -395,7 +396,7 @@ func TestImportDryRun(t *testing.T) {
 	if res.err != nil {
 		t.Fatalf("dry run: %v\n%s", res.err, res.stderr)
 	}
-	wantSummary(t, res, importSummary{Format: "csv", DryRun: true, Rows: 4, Valid: 4, AlreadyDone: 4, Succeeded: 4})
+	wantSummary(t, res, importer.Summary{Format: "csv", DryRun: true, Rows: 4, Valid: 4, AlreadyDone: 4, Succeeded: 4})
 }
 
 // Running the same file again changes nothing, under any name, and the
@@ -417,7 +418,7 @@ func TestImportRerun(t *testing.T) {
 	if second.err != nil {
 		t.Fatalf("re-import: %v\n%s", second.err, second.stderr)
 	}
-	wantSummary(t, second, importSummary{Format: "csv", Rows: 4, Valid: 4, AlreadyDone: 4, Succeeded: 4})
+	wantSummary(t, second, importer.Summary{Format: "csv", Rows: 4, Valid: 4, AlreadyDone: 4, Succeeded: 4})
 	after := ie.seats(t)
 	if len(after) != len(before) {
 		t.Fatalf("re-import changed the seats: %d → %d", len(before), len(after))
@@ -431,7 +432,7 @@ func TestImportRerun(t *testing.T) {
 		t.Errorf("%d requests in the ledger, want 4", n)
 	}
 	r1, r2 := readReport(t, filepath.Join(ie.dir, "first.jsonl")), readReport(t, filepath.Join(ie.dir, "second.jsonl"))
-	if !slices.EqualFunc(r1, r2, func(a, b reportRow) bool {
+	if !slices.EqualFunc(r1, r2, func(a, b importer.ReportRow) bool {
 		return a.Line == b.Line && *a.RequestID == *b.RequestID && a.Status == b.Status && *a.SeatID == *b.SeatID
 	}) {
 		t.Errorf("the reports of both runs differ:\n%+v\n%+v", r1, r2)
@@ -444,7 +445,7 @@ func TestImportRerun(t *testing.T) {
 	if exitCode(third.err) != 1 {
 		t.Fatalf("edited re-import: %v, want exit status 1\n%s", third.err, third.stderr)
 	}
-	wantSummary(t, third, importSummary{Format: "csv", Rows: 4, Valid: 4, Published: 4, Failed: map[string]int{"already_assigned": 4}})
+	wantSummary(t, third, importer.Summary{Format: "csv", Rows: 4, Valid: 4, Published: 4, Failed: map[string]int{"already_assigned": 4}})
 	if got := ie.seats(t); len(got) != len(before) {
 		t.Errorf("%d seats after the edited re-import, want %d", len(got), len(before))
 	}
@@ -461,7 +462,7 @@ func TestImportStdin(t *testing.T) {
 	if res.err != nil {
 		t.Fatalf("import from stdin: %v\n%s", res.err, res.stderr)
 	}
-	wantSummary(t, res, importSummary{Format: "jsonl", Rows: 3, Valid: 3, Published: 3, Succeeded: 3})
+	wantSummary(t, res, importer.Summary{Format: "jsonl", Rows: 3, Valid: 3, Published: 3, Succeeded: 3})
 	checkSeats(t, ie)
 	// Request ids come from the content: the same rows from a file are
 	// the same requests.
@@ -469,7 +470,7 @@ func TestImportStdin(t *testing.T) {
 	if res.err != nil {
 		t.Fatalf("import: %v\n%s", res.err, res.stderr)
 	}
-	wantSummary(t, res, importSummary{Format: "jsonl", Rows: 3, Valid: 3, AlreadyDone: 3, Succeeded: 3})
+	wantSummary(t, res, importer.Summary{Format: "jsonl", Rows: 3, Valid: 3, AlreadyDone: 3, Succeeded: 3})
 	if leftovers, _ := filepath.Glob(filepath.Join(os.TempDir(), "seatctl-import-*")); len(leftovers) > 0 {
 		t.Errorf("the stdin spool was left behind: %v", leftovers)
 	}
@@ -487,7 +488,7 @@ func TestImportPoolTooSmall(t *testing.T) {
 	if exitCode(res.err) != 1 {
 		t.Fatalf("import: %v, want exit status 1\n%s", res.err, res.stderr)
 	}
-	wantSummary(t, res, importSummary{Format: "csv", Rows: 5, Valid: 5, Published: 5, Succeeded: 3,
+	wantSummary(t, res, importer.Summary{Format: "csv", Rows: 5, Valid: 5, Published: 5, Succeeded: 3,
 		Failed: map[string]int{"no_available_seats": 2}})
 	if !strings.Contains(res.stderr, "seatctl import: 3 rows succeeded, 2 failed, 0 invalid") {
 		t.Errorf("stderr:\n%s", res.stderr)
@@ -579,7 +580,7 @@ func TestImportTimeoutResumes(t *testing.T) {
 	if exitCode(first.err) != 3 {
 		t.Fatalf("import without worker: %v, want exit status 3\n%s", first.err, first.stderr)
 	}
-	wantSummary(t, first, importSummary{Format: "jsonl", Rows: 3, Valid: 3, Published: 3, Queued: 3, Stopped: "timeout"})
+	wantSummary(t, first, importer.Summary{Format: "jsonl", Rows: 3, Valid: 3, Published: 3, Queued: 3, Stopped: "timeout"})
 	if !strings.Contains(first.stderr, "timed out after 300ms: 3 rows published and still queued, 0 not published; run the same command again to resume") {
 		t.Errorf("stderr:\n%s", first.stderr)
 	}
@@ -600,7 +601,7 @@ func TestImportTimeoutResumes(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatalf("resumed import: %v\n%s", err, stderr.String())
 	}
-	var second importSummary
+	var second importer.Summary
 	if err := json.Unmarshal(stdout.Bytes(), &second); err != nil {
 		t.Fatal(err)
 	}

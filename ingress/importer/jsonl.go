@@ -1,4 +1,4 @@
-package importfile
+package importer
 
 import (
 	"bufio"

@@ -1,4 +1,4 @@
-package main
+package importer
 
 import (
 	"context"
@@ -11,7 +11,6 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/seatd/seatd/cmd/internal/importfile"
 	"github.com/seatd/seatd/events"
 	"github.com/seatd/seatd/storage"
 )
@@ -35,25 +34,25 @@ const (
 // rows, at most --in-flight ahead of the worker, then waits until every
 // published row has an outcome.
 func (im *importer) publishAndWait(src *os.File, before os.FileInfo) error {
-	n, err := im.e.nats()
+	js, err := im.env.JetStream()
 	if err != nil {
 		return err
 	}
-	im.js = n.JS
-	im.deadline = time.Now().Add(im.o.timeout)
+	im.js = js
+	im.deadline = time.Now().Add(im.o.Timeout)
 	im.pollWait = pollMin
-	im.prog = newProgress(im.e.stderr, im.countValid())
+	im.prog = newProgress(im.env.Stderr, im.countValid())
 
 	if now, err := src.Stat(); err != nil || !sameFile(before, now) {
 		return errFileChanged
 	}
-	chunk := min(chunkSize, im.o.inFlight)
+	chunk := min(chunkSize, im.o.InFlight)
 	idx := make([]int, 0, chunk)
 	reqs := make([]events.Request, 0, chunk)
 	i := 0
-	for row, err := range importfile.Parse(io.NewSectionReader(src, 0, 1<<62), im.parseOptions()) {
+	for row, err := range Parse(io.NewSectionReader(src, 0, 1<<62), im.parseOptions()) {
 		if err != nil {
-			return fmt.Errorf("%s: %w", im.o.file, err)
+			return fmt.Errorf("%s: %w", im.o.File, err)
 		}
 		// The rows must be the ones validated and hashed.
 		if i == len(im.rows) || int(im.rows[i].line) != row.Line || (im.rows[i].state == rowInvalid) != (row.Err != nil) {
@@ -97,7 +96,7 @@ func (im *importer) countValid() int { return len(im.rows) - len(im.invalid) }
 func (im *importer) submit(idx []int, reqs []events.Request) error {
 	// Wait for room first: the worker may meanwhile apply rows of an
 	// earlier, interrupted run, which the lookup below then skips.
-	for len(im.pending) > 0 && len(im.pending)+len(reqs) > im.o.inFlight {
+	for len(im.pending) > 0 && len(im.pending)+len(reqs) > im.o.InFlight {
 		if err := im.poll(); err != nil {
 			return err
 		}
@@ -109,7 +108,7 @@ func (im *importer) submit(idx []int, reqs []events.Request) error {
 	for k, r := range reqs {
 		ids[k] = r.ID
 	}
-	recs, err := im.e.db.Outcomes(im.ctx, ids)
+	recs, err := im.db.Outcomes(im.ctx, ids)
 	if err != nil {
 		return im.stopOr(err)
 	}
@@ -151,7 +150,7 @@ func (im *importer) poll() error {
 	for k, i := range im.pending[:n] {
 		ids[k] = im.requestID(im.rows[i].line)
 	}
-	recs, err := im.e.db.Outcomes(im.ctx, ids)
+	recs, err := im.db.Outcomes(im.ctx, ids)
 	if err != nil {
 		return im.stopOr(err)
 	}
@@ -196,7 +195,7 @@ func (im *importer) lookupDone() error {
 				ids = append(ids, im.requestID(im.rows[i].line))
 			}
 		}
-		recs, err := im.e.db.Outcomes(im.ctx, ids)
+		recs, err := im.db.Outcomes(im.ctx, ids)
 		if err != nil {
 			return im.stopOr(err)
 		}

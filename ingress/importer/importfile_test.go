@@ -1,4 +1,4 @@
-package importfile_test
+package importer_test
 
 import (
 	"encoding/json"
@@ -8,8 +8,8 @@ import (
 	"testing"
 	"testing/iotest"
 
-	"github.com/seatd/seatd/cmd/internal/importfile"
 	"github.com/seatd/seatd/events"
+	"github.com/seatd/seatd/ingress/importer"
 )
 
 const (
@@ -19,10 +19,10 @@ const (
 )
 
 // parse collects every row of a file for subscription sub.
-func parse(t *testing.T, name, data string) ([]importfile.Row, error) {
+func parse(t *testing.T, name, data string) ([]importer.Row, error) {
 	t.Helper()
-	var rows []importfile.Row
-	for row, err := range importfile.Parse(strings.NewReader(data), importfile.Options{SubscriptionID: sub, Name: name}) {
+	var rows []importer.Row
+	for row, err := range importer.Parse(strings.NewReader(data), importer.ParseOptions{SubscriptionID: sub, Name: name}) {
 		if err != nil {
 			return rows, err
 		}
@@ -33,7 +33,7 @@ func parse(t *testing.T, name, data string) ([]importfile.Row, error) {
 
 // summary renders rows as "line: ok email" or "line: <reason>" for compact
 // comparison.
-func summary(rows []importfile.Row) []string {
+func summary(rows []importer.Row) []string {
 	out := make([]string, len(rows))
 	for i, r := range rows {
 		if r.Err != nil {
@@ -184,7 +184,7 @@ func TestParseJSONL(t *testing.T) {
 }
 
 func TestParseJSONLLongLine(t *testing.T) {
-	long := `{"email": "a@example.com", "metadata": {"x": "` + strings.Repeat("y", importfile.MaxRowBytes) + `"}}`
+	long := `{"email": "a@example.com", "metadata": {"x": "` + strings.Repeat("y", importer.MaxRowBytes) + `"}}`
 	rows, err := parse(t, "f.jsonl", long+"\n"+`{"email": "b@example.com"}`+"\n")
 	if err != nil {
 		t.Fatal(err)
@@ -201,14 +201,14 @@ func TestParseJSONLLongLine(t *testing.T) {
 func TestParseOrderPool(t *testing.T) {
 	data := `{"email": "a@example.com", "order_id": "` + other + `"}` + "\n" + `{"email": "b@example.com", "subscription_id": "` + sub + `"}`
 	var got []string
-	for row, err := range importfile.Parse(strings.NewReader(data), importfile.Options{OrderID: other}) {
+	for row, err := range importer.Parse(strings.NewReader(data), importer.ParseOptions{OrderID: other}) {
 		if err != nil {
 			t.Fatal(err)
 		}
 		if row.Err == nil && (row.Assign.OrderID != other || row.Assign.SubscriptionID != "") {
 			t.Errorf("line %d: assign %+v is not for order %s", row.Line, row.Assign, other)
 		}
-		got = append(got, summary([]importfile.Row{row})...)
+		got = append(got, summary([]importer.Row{row})...)
 	}
 	want := []string{
 		"line 1: ok a@example.com",
@@ -222,17 +222,17 @@ func TestParseOrderPool(t *testing.T) {
 func TestDetectFormat(t *testing.T) {
 	for _, tc := range []struct {
 		name, head string
-		want       importfile.Format
+		want       importer.Format
 	}{
-		{"seats.jsonl", "email\n", importfile.JSONL},
-		{"SEATS.NDJSON", "", importfile.JSONL},
-		{"seats.csv", "{", importfile.CSV},
-		{"-", "\n  \ufeff{\"email\": 1}", importfile.CSV}, // a BOM after blank lines is not at the start
-		{"-", "\ufeff\n  {\"email\": 1}", importfile.JSONL},
-		{"seats.txt", "email\n{", importfile.CSV},
-		{"", "", importfile.CSV},
+		{"seats.jsonl", "email\n", importer.JSONL},
+		{"SEATS.NDJSON", "", importer.JSONL},
+		{"seats.csv", "{", importer.CSV},
+		{"-", "\n  \ufeff{\"email\": 1}", importer.CSV}, // a BOM after blank lines is not at the start
+		{"-", "\ufeff\n  {\"email\": 1}", importer.JSONL},
+		{"seats.txt", "email\n{", importer.CSV},
+		{"", "", importer.CSV},
 	} {
-		if got := importfile.DetectFormat(tc.name, []byte(tc.head)); got != tc.want {
+		if got := importer.DetectFormat(tc.name, []byte(tc.head)); got != tc.want {
 			t.Errorf("DetectFormat(%q, %q) = %v, want %v", tc.name, tc.head, got, tc.want)
 		}
 	}
@@ -241,7 +241,7 @@ func TestDetectFormat(t *testing.T) {
 func TestParseStopsEarly(t *testing.T) {
 	data := "email\na@example.com\nb@example.com\nc@example.com\n"
 	n := 0
-	for range importfile.Parse(strings.NewReader(data), importfile.Options{SubscriptionID: sub}) {
+	for range importer.Parse(strings.NewReader(data), importer.ParseOptions{SubscriptionID: sub}) {
 		n++
 		break
 	}
@@ -255,7 +255,7 @@ func TestParseReadError(t *testing.T) {
 	r := io.MultiReader(strings.NewReader("email\na@example.com\n"), iotest.ErrReader(boom))
 	var rows int
 	var err error
-	for _, e := range importfile.Parse(r, importfile.Options{SubscriptionID: sub, Format: importfile.CSV}) {
+	for _, e := range importer.Parse(r, importer.ParseOptions{SubscriptionID: sub, Format: importer.CSV}) {
 		if e != nil {
 			err = e
 			break
@@ -271,8 +271,8 @@ func TestParseReadError(t *testing.T) {
 }
 
 func TestParseNeedsPool(t *testing.T) {
-	for _, opts := range []importfile.Options{{}, {SubscriptionID: "nope"}, {SubscriptionID: sub, OrderID: other}} {
-		for _, err := range importfile.Parse(strings.NewReader("email\n"), opts) {
+	for _, opts := range []importer.ParseOptions{{}, {SubscriptionID: "nope"}, {SubscriptionID: sub, OrderID: other}} {
+		for _, err := range importer.Parse(strings.NewReader("email\n"), opts) {
 			if err == nil {
 				t.Errorf("Parse(%+v) accepted the options", opts)
 			}
@@ -282,7 +282,7 @@ func TestParseNeedsPool(t *testing.T) {
 }
 
 // Every accepted row is what the API would accept.
-func checkAccepted(t *testing.T, row importfile.Row, opts importfile.Options) {
+func checkAccepted(t *testing.T, row importer.Row, opts importer.ParseOptions) {
 	t.Helper()
 	if errs := row.Assign.Validate(); errs != nil {
 		t.Fatalf("line %d: accepted row fails validation: %v", row.Line, (&events.ValidationError{Detail: errs}).Error())

@@ -1,10 +1,10 @@
-package importfile_test
+package importer_test
 
 import (
 	"bytes"
 	"testing"
 
-	"github.com/seatd/seatd/cmd/internal/importfile"
+	"github.com/seatd/seatd/ingress/importer"
 )
 
 // FuzzParse feeds arbitrary files to the parser. It must not panic, must
@@ -15,9 +15,9 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte("email,immediate_claim,metadata\nalice@example.com,yes,\"{\"\"a\"\":1}\"\n"), uint8(0))
 	f.Add([]byte(`{"email":"a@example.com","immediate_claim":true}`+"\n\n"+`{"customer_id":"33333333-3333-4333-8333-333333333333"}`), uint8(0))
 	f.Fuzz(func(t *testing.T, data []byte, format uint8) {
-		opts := importfile.Options{SubscriptionID: sub, Format: importfile.Format(format % 3)}
+		opts := importer.ParseOptions{SubscriptionID: sub, Format: importer.Format(format % 3)}
 		last := 0
-		for row, err := range importfile.Parse(bytes.NewReader(data), opts) {
+		for row, err := range importer.Parse(bytes.NewReader(data), opts) {
 			if err != nil {
 				return
 			}

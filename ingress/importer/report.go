@@ -1,4 +1,4 @@
-package main
+package importer
 
 import (
 	"bufio"
@@ -12,8 +12,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-
-	"github.com/seatd/seatd/cmd/internal/importfile"
 )
 
 // reportFile is the per-row report, written to a temporary file next to
@@ -21,7 +19,7 @@ import (
 // never half written.
 type reportFile struct {
 	path    string
-	format  importfile.Format
+	format  Format
 	tmp     *os.File
 	renamed bool
 }
@@ -45,10 +43,10 @@ func (r *reportFile) abort() {
 	}
 }
 
-// reportRow is one line of the report. Status is invalid, succeeded,
+// ReportRow is one line of the report. Status is invalid, succeeded,
 // failed, queued (published, no outcome yet), unpublished (valid, not
 // published because the import stopped), or valid (dry run).
-type reportRow struct {
+type ReportRow struct {
 	Line      int     `json:"line"`
 	RequestID *string `json:"request_id"`
 	Status    string  `json:"status"`
@@ -63,21 +61,21 @@ var reportColumns = []string{"line", "request_id", "status", "seat_id", "error"}
 // picks up queued rows that finished since the last poll.
 func (im *importer) writeReport(ctx context.Context, rep *reportFile) error {
 	bw := bufio.NewWriterSize(rep.tmp, 64<<10)
-	var write func(reportRow) error
+	var write func(ReportRow) error
 	var flush func() error
-	if rep.format == importfile.CSV {
+	if rep.format == CSV {
 		cw := csv.NewWriter(bw)
 		if err := cw.Write(reportColumns); err != nil {
 			return err
 		}
-		write = func(r reportRow) error {
+		write = func(r ReportRow) error {
 			return cw.Write([]string{strconv.Itoa(r.Line), deref(r.RequestID), r.Status, deref(r.SeatID), deref(r.Error)})
 		}
 		flush = func() error { cw.Flush(); return cw.Error() }
 	} else {
 		enc := json.NewEncoder(bw)
 		enc.SetEscapeHTML(false)
-		write = func(r reportRow) error { return enc.Encode(r) }
+		write = func(r ReportRow) error { return enc.Encode(r) }
 		flush = func() error { return nil }
 	}
 
@@ -89,13 +87,13 @@ func (im *importer) writeReport(ctx context.Context, rep *reportFile) error {
 				ids = append(ids, im.requestID(im.rows[i].line))
 			}
 		}
-		recs, err := im.e.db.Outcomes(ctx, ids)
+		recs, err := im.db.Outcomes(ctx, ids)
 		if err != nil {
 			return err
 		}
 		for i := start; i < end; i++ {
 			r := &im.rows[i]
-			out := reportRow{Line: int(r.line)}
+			out := ReportRow{Line: int(r.line)}
 			if r.state == rowInvalid {
 				out.Status, out.Error = "invalid", ptr(im.invalid[i])
 				if err := write(out); err != nil {
@@ -112,7 +110,7 @@ func (im *importer) writeReport(ctx context.Context, rep *reportFile) error {
 			switch r.state {
 			case rowValid:
 				out.Status = "unpublished"
-				if im.o.dryRun {
+				if im.o.DryRun {
 					out.Status = "valid"
 				}
 			case rowQueued:

@@ -12,7 +12,7 @@
 //
 // What it leaves to its caller: whether a seat can actually be assigned
 // (capacity, duplicates, the pool's state) is decided by the worker.
-package importfile
+package importer
 
 import (
 	"bufio"
@@ -24,8 +24,6 @@ import (
 	"iter"
 	"path/filepath"
 	"strings"
-
-	"github.com/google/uuid"
 
 	"github.com/seatd/seatd/events"
 )
@@ -55,8 +53,8 @@ func (f Format) String() string {
 // smaller.
 const MaxRowBytes = 64 << 10
 
-// Options say how to read a file and which pool its seats come from.
-type Options struct {
+// ParseOptions say how to read a file and which pool its seats come from.
+type ParseOptions struct {
 	// Exactly one of SubscriptionID and OrderID names the pool: every row
 	// is assigned from it. Canonical lower-case UUIDs.
 	SubscriptionID string
@@ -67,7 +65,7 @@ type Options struct {
 	Name   string
 }
 
-func (o Options) pool() (field, id string) {
+func (o ParseOptions) pool() (field, id string) {
 	if o.OrderID != "" {
 		return "order_id", o.OrderID
 	}
@@ -95,10 +93,10 @@ func (e *RowError) Reason() string { return strings.Join(e.Reasons, "; ") }
 // Parse reads rows from r. The sequence ends at the end of the file, or
 // with a non-nil error when the file as a whole cannot be read; rows
 // already yielded stay valid.
-func Parse(r io.Reader, opts Options) iter.Seq2[Row, error] {
+func Parse(r io.Reader, opts ParseOptions) iter.Seq2[Row, error] {
 	return func(yield func(Row, error) bool) {
 		field, id := opts.pool()
-		if (opts.SubscriptionID == "") == (opts.OrderID == "") || !isUUID(id) {
+		if (opts.SubscriptionID == "") == (opts.OrderID == "") || !events.IsUUID(id) {
 			yield(Row{}, errors.New("importfile: exactly one of SubscriptionID and OrderID must be a UUID"))
 			return
 		}
@@ -141,7 +139,7 @@ func detect(name string, br *bufio.Reader) Format {
 var bom = []byte("\ufeff")
 
 type parser struct {
-	opts      Options
+	opts      ParseOptions
 	poolField string
 	poolID    string
 	yield     func(Row, error) bool
@@ -185,11 +183,6 @@ func fieldReason(fe events.FieldError) string {
 		return msg
 	}
 	return strings.Join(path, ".") + ": " + msg
-}
-
-func isUUID(s string) bool {
-	u, err := uuid.Parse(s)
-	return err == nil && u.String() == s
 }
 
 // poolKind names a pool field for messages: "subscription_id" → "subscription".
