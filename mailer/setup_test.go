@@ -164,7 +164,6 @@ type seed struct {
 	custEmail   string  // the invited customer's email when seatEmail is ""
 	inviter     *string // nil: no inviter recorded
 	expiresIn   time.Duration
-	seatPending bool
 }
 
 // invitation is a seeded invitation.

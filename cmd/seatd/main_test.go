@@ -5,7 +5,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"sync"
 	"syscall"
 	"testing"
@@ -63,7 +62,8 @@ func build() (string, error) {
 		return "", err
 	}
 	buildLock = f
-	goTool := filepath.Join(runtime.GOROOT(), "bin", "go")
+	// The go command that runs this test sets GOROOT for it.
+	goTool := filepath.Join(os.Getenv("GOROOT"), "bin", "go")
 	if _, err := os.Stat(goTool); err != nil {
 		goTool = "go"
 	}
