@@ -128,19 +128,51 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	}
 	fs := flag.NewFlagSet("seatctl "+cmd, flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	if err := e.cfg.Register(fs); err != nil {
+	if err := e.cfg.RegisterClient(fs); err != nil {
 		return err
 	}
 	e.log = e.cfg.Logger()
+	fs.Usage = func() { commandUsage(fs.Output(), cmd, fs) }
 	handler, ok := commands[cmd]
 	if !ok {
 		fmt.Fprintln(stderr, usage)
 		return fmt.Errorf("unknown command %q", cmd)
 	}
-	return handler(e, fs, rest)
+	if err := handler(e, fs, rest); !errors.Is(err, flag.ErrHelp) {
+		return err
+	}
+	return nil
 }
 
 type command func(e *env, fs *flag.FlagSet, args []string) error
+
+// examples show each command at work, under its -h.
+var examples = map[string]string{
+	"org create":             `seatctl org create --name "Acme"`,
+	"customer create":        `seatctl customer create --org $ORG --email buyer@acme.test`,
+	"member create":          `seatctl member create --customer $CUST --email ops@acme.test --role billing_manager`,
+	"subscription create":    `seatctl subscription create --customer $CUST --seats 10 --product "Pro"`,
+	"subscription set-seats": `seatctl subscription set-seats $SUB 25`,
+	"order create":           `seatctl order create --customer $CUST --seats 5 --status paid`,
+	"checkout create":        `seatctl checkout create --subscription $SUB`,
+	"session create":         `seatctl session create --customer $CUST --ttl 1h`,
+	"seat show":              `seatctl seat show $SEAT`,
+	"dlq":                    `seatctl dlq list`,
+}
+
+// commandUsage prints a command's line of the overview, an example and its
+// own flags.
+func commandUsage(w io.Writer, cmd string, fs *flag.FlagSet) {
+	for _, line := range strings.Split(usage, "\n") {
+		if strings.HasPrefix(strings.TrimSpace(line), cmd+" ") || strings.TrimSpace(line) == cmd {
+			fmt.Fprintln(w, "usage: seatctl "+strings.TrimSpace(line))
+		}
+	}
+	if ex, ok := examples[cmd]; ok {
+		fmt.Fprintln(w, "\nexample:\n  "+ex+"\n\nflags:")
+	}
+	fs.PrintDefaults()
+}
 
 var commands = map[string]command{
 	"org create":             orgCreate,

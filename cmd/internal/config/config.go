@@ -107,7 +107,29 @@ func (c *Config) settings() []setting {
 // Register adds every setting to fs as a flag, with the environment
 // variable (when set) as its default.
 func (c *Config) Register(fs *flag.FlagSet) error {
+	return c.register(fs, func(string) bool { return true })
+}
+
+// clientFlags are the settings a client of a running deployment (seatctl)
+// takes as flags: where the database, NATS and the secret key are.
+var clientFlags = map[string]bool{
+	"database-url": true, "nats-url": true, "data-dir": true, "secret-key": true, "log-level": true,
+}
+
+// RegisterClient reads every setting from the environment, as seatd does,
+// but adds only the client settings to fs, so a seatctl command's -h lists
+// its own flags and where to find the deployment, not the server's tuning.
+func (c *Config) RegisterClient(fs *flag.FlagSet) error {
+	return c.register(fs, func(name string) bool { return clientFlags[name] })
+}
+
+func (c *Config) register(fs *flag.FlagSet, asFlag func(name string) bool) error {
 	for _, s := range c.settings() {
+		target := fs
+		if !asFlag(s.flag) {
+			// Still read from the environment, on a flag set nobody parses.
+			target = flag.NewFlagSet("", flag.ContinueOnError)
+		}
 		env, set := os.LookupEnv(s.env)
 		usage := fmt.Sprintf("%s (env %s)", s.usage, s.env)
 		var err error
@@ -116,22 +138,22 @@ func (c *Config) Register(fs *flag.FlagSet) error {
 			if set {
 				*p = env
 			}
-			fs.StringVar(p, s.flag, *p, usage)
+			target.StringVar(p, s.flag, *p, usage)
 		case *time.Duration:
 			if set {
 				*p, err = time.ParseDuration(env)
 			}
-			fs.DurationVar(p, s.flag, *p, usage)
+			target.DurationVar(p, s.flag, *p, usage)
 		case *int:
 			if set {
 				*p, err = strconv.Atoi(env)
 			}
-			fs.IntVar(p, s.flag, *p, usage)
+			target.IntVar(p, s.flag, *p, usage)
 		case *float64:
 			if set {
 				*p, err = strconv.ParseFloat(env, 64)
 			}
-			fs.Float64Var(p, s.flag, *p, usage)
+			target.Float64Var(p, s.flag, *p, usage)
 		}
 		if err != nil {
 			return fmt.Errorf("%s=%q: %v", s.env, env, err)
