@@ -157,13 +157,13 @@ func testLogger(t *testing.T) *slog.Logger {
 
 // seed describes the invitation to create.
 type seed struct {
-	orgName     string
-	product     string
-	order       bool    // the pool is a one-time order, not a subscription
-	seatEmail   string  // "" invites an existing customer by id
-	custEmail   string  // the invited customer's email when seatEmail is ""
-	inviter     *string // nil: no inviter recorded
-	expiresIn   time.Duration
+	orgName   string
+	product   string
+	order     bool    // the pool is a one-time order, not a subscription
+	seatEmail string  // "" invites an existing customer by id
+	custEmail string  // the invited customer's email when seatEmail is ""
+	inviter   *string // nil: no inviter recorded
+	expiresIn time.Duration
 }
 
 // invitation is a seeded invitation.
