@@ -408,7 +408,7 @@ func TestDatabaseOutageLosesNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	b.publish(t, inv)
-	checkFor(t, 10*time.Second, 20*time.Millisecond, func() error {
+	storagetest.Eventually(t, 10*time.Second, "the mail consumer to settle", func() error {
 		cons, err := b.js.Consumer(t.Context(), events.MailStream, events.MailerConsumer)
 		if err != nil {
 			return err

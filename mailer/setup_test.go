@@ -313,7 +313,7 @@ func (b *bundle) ledger(t *testing.T, invitationID string) ledgerRow {
 func (b *bundle) waitState(t *testing.T, invitationID string, want storage.DeliveryState, timeout time.Duration) ledgerRow {
 	t.Helper()
 	var r ledgerRow
-	checkFor(t, timeout, 20*time.Millisecond, func() error {
+	storagetest.Eventually(t, timeout, "delivery state "+string(want), func() error {
 		r = b.ledger(t, invitationID)
 		if r.state != want {
 			return fmt.Errorf("invitation %s is %s (attempts %d, last error %q), want %s", invitationID, r.state, r.attempts, r.lastError, want)
@@ -327,7 +327,7 @@ func (b *bundle) waitState(t *testing.T, invitationID string, want storage.Deliv
 // unacknowledged: every request was acknowledged or terminated.
 func (b *bundle) waitSettled(t *testing.T, timeout time.Duration) {
 	t.Helper()
-	checkFor(t, timeout, 20*time.Millisecond, func() error {
+	storagetest.Eventually(t, timeout, "the mail consumer to settle", func() error {
 		cons, err := b.js.Consumer(t.Context(), events.MailStream, events.MailerConsumer)
 		if err != nil {
 			return err
@@ -338,23 +338,6 @@ func (b *bundle) waitSettled(t *testing.T, timeout time.Duration) {
 		}
 		return nil
 	})
-}
-
-// checkFor calls f every interval until it returns nil, and fails the
-// test with f's last error after timeout.
-func checkFor(t testing.TB, timeout, interval time.Duration, f func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after %v: %v", timeout, err)
-		}
-		time.Sleep(interval)
-	}
 }
 
 // stays asserts that f keeps returning nil for d: the check for things

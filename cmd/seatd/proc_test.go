@@ -20,6 +20,7 @@ import (
 
 	"github.com/seatd/seatd/events/stream"
 	"github.com/seatd/seatd/storage"
+	"github.com/seatd/seatd/storage/storagetest"
 )
 
 // Process control for the fault tests: seatd children, an embedded NATS
@@ -288,21 +289,16 @@ func (r *rig) start(name, role string, extra ...string) *proc {
 	return startProc(r.t, name, append(append([]string{}, r.env...), extra...), role)
 }
 
-// waitFor polls cond until it holds or timeout passes. cond also returns
+// waitFor polls cond until it holds or timeout passes; cond also returns
 // a description of where things stand, for the failure message.
 func waitFor(t testing.TB, timeout time.Duration, what string, cond func() (bool, string)) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		ok, state := cond()
-		if ok {
-			return
+	storagetest.Eventually(t, timeout, what, func() error {
+		if ok, state := cond(); !ok {
+			return errors.New(state)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s (%s)", timeout, what, state)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
 // isRefused reports an error of a client whose connection was refused:

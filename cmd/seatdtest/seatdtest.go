@@ -8,6 +8,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"log/slog"
 	"net/http"
@@ -302,14 +303,14 @@ func (e *Env) Do(method, path, token string, body any, headers ...string) Respon
 	return Response{Status: resp.StatusCode, Header: resp.Header, Body: b}
 }
 
-// WaitFor polls cond every 10ms until it holds or timeout passes.
+// WaitFor polls cond until it holds or timeout passes
+// (storagetest.Eventually for a condition with nothing more to say).
 func WaitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+	storagetest.Eventually(t, timeout, what, func() error {
+		if cond() {
+			return nil
 		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return errors.New("not yet")
+	})
 }

@@ -442,3 +442,21 @@ func reapAbandoned(log *slog.Logger) {
 		f.Close()
 	}
 }
+
+// Eventually polls cond every 10ms until it returns nil, and fails the test
+// after timeout with what was awaited and cond's last word on where things
+// stand. It is the one polling loop of seatd's tests.
+func Eventually(t testing.TB, timeout time.Duration, what string, cond func() error) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		err := cond()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s: %v", timeout, what, err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
