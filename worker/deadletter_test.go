@@ -1,4 +1,4 @@
-package ingress_test
+package worker_test
 
 import (
 	"context"
