@@ -207,11 +207,11 @@ func (s *Server) list(w http.ResponseWriter, r *http.Request) {
 
 // requestView is the public shape of a request's state.
 type requestView struct {
-	RequestID string               `json:"request_id"`
-	Index     *int                 `json:"index,omitempty"`
-	Status    string               `json:"status"`
-	Seat      *events.CustomerSeat `json:"seat"`
-	Error     *requestError        `json:"error"`
+	RequestID string                `json:"request_id"`
+	Index     *int                  `json:"index,omitempty"`
+	Status    storage.RequestStatus `json:"status"`
+	Seat      *events.CustomerSeat  `json:"seat"`
+	Error     *requestError         `json:"error"`
 }
 
 type requestError struct {
@@ -328,7 +328,7 @@ func (s *Server) getBatch(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, err)
 		return
 	}
-	counts := map[string]int{"queued": 0, "succeeded": 0, "failed": 0}
+	counts := map[storage.RequestStatus]int{storage.RequestQueued: 0, storage.RequestSucceeded: 0, storage.RequestFailed: 0}
 	items := make([]requestView, len(b.Items))
 	for i, rec := range b.Items {
 		counts[rec.Status]++
@@ -337,7 +337,7 @@ func (s *Server) getBatch(w http.ResponseWriter, r *http.Request) {
 		items[i].Index = &idx
 	}
 	status := "completed"
-	if counts["queued"] > 0 {
+	if counts[storage.RequestQueued] > 0 {
 		status = "queued"
 	}
 	writeJSON(w, 200, map[string]any{"batch_id": b.ID, "status": status, "size": b.Size, "counts": counts, "items": items})

@@ -13,11 +13,20 @@ import (
 	"github.com/seatd/seatd/events"
 )
 
+// RequestStatus is where a request stands in the ledger.
+type RequestStatus string
+
+const (
+	RequestQueued    RequestStatus = "queued"    // accepted, not yet applied
+	RequestSucceeded RequestStatus = "succeeded" // applied; Result says how
+	RequestFailed    RequestStatus = "failed"    // refused, or dead-lettered; Result says why
+)
+
 // Record is a request as the ledger knows it.
 type Record struct {
 	ID         string
 	Op         events.Op
-	Status     string // queued, succeeded, failed
+	Status     RequestStatus
 	Result     *events.Result
 	BatchIndex int
 	CreatedAt  time.Time

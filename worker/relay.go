@@ -17,11 +17,11 @@ import (
 // Only one replica relays at a time (storage holds a lock), so each seat's
 // events reach the stream in the order they were committed.
 type Relay struct {
-	DB   *storage.DB
-	JS   jetstream.JetStream
-	Log  *slog.Logger
-	Poke <-chan struct{} // a commit happened; relay now rather than at the next tick
-	Tick time.Duration   // idle poll interval; default 250ms
+	DB            *storage.DB
+	JS            jetstream.JetStream
+	Log           *slog.Logger
+	OutboxWritten <-chan struct{} // a commit happened; relay now rather than at the next tick
+	Tick          time.Duration   // idle poll interval; default 250ms
 }
 
 // Run relays until ctx is cancelled.
@@ -47,7 +47,7 @@ func (r *Relay) Run(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-r.Poke:
+		case <-r.OutboxWritten:
 		case <-t.C:
 		}
 	}
@@ -159,10 +159,10 @@ func (q *Requeuer) sweep(ctx context.Context, grace time.Duration) (int, error) 
 // Expirer revokes pending seats whose invitation expired, when the
 // deployment chose SEATD_EXPIRED_INVITATIONS=release.
 type Expirer struct {
-	DB       *storage.DB
-	Log      *slog.Logger
-	Interval time.Duration // default 1m
-	Poke     chan<- struct{}
+	DB            *storage.DB
+	Log           *slog.Logger
+	Interval      time.Duration // default 1m
+	OutboxWritten chan<- struct{}
 }
 
 // Run sweeps until ctx is cancelled.
@@ -184,9 +184,9 @@ func (e *Expirer) Run(ctx context.Context) error {
 		}
 		if n > 0 {
 			log.Info("released seats with expired invitations", "count", n)
-			if e.Poke != nil {
+			if e.OutboxWritten != nil {
 				select {
-				case e.Poke <- struct{}{}:
+				case e.OutboxWritten <- struct{}{}:
 				default:
 				}
 			}

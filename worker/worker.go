@@ -31,9 +31,9 @@ type Config struct {
 	BackoffBase   time.Duration // first retry delay; default 250ms
 	BackoffMax    time.Duration // longest retry delay; default 30s
 
-	// Relayed, when set, is poked after each commit so the outbox relay
+	// OutboxWritten, when set, is poked after each commit so the outbox relay
 	// publishes without waiting for its next tick.
-	Relayed chan<- struct{}
+	OutboxWritten chan<- struct{}
 }
 
 // Worker consumes the requests stream.
@@ -262,11 +262,11 @@ func (w *Worker) reply(req events.Request, res events.Result) {
 }
 
 func (w *Worker) poke() {
-	if w.cfg.Relayed == nil {
+	if w.cfg.OutboxWritten == nil {
 		return
 	}
 	select {
-	case w.cfg.Relayed <- struct{}{}:
+	case w.cfg.OutboxWritten <- struct{}{}:
 	default:
 	}
 }

@@ -145,14 +145,14 @@ func (m *Main) Run(ctx context.Context) error {
 	if all || m.Role == "worker" {
 		poke := make(chan struct{}, 1)
 		w := worker.New(worker.Config{DB: db, NC: nc.Conn, JS: nc.JS, Settings: settings, Log: m.Log,
-			BatchSize: cfg.WorkerBatch, MaxDeliveries: cfg.MaxDeliveries, Relayed: poke})
+			BatchSize: cfg.WorkerBatch, MaxDeliveries: cfg.MaxDeliveries, OutboxWritten: poke})
 		background("worker", w.Run)
-		relay := &worker.Relay{DB: db, JS: nc.JS, Log: m.Log, Poke: poke}
+		relay := &worker.Relay{DB: db, JS: nc.JS, Log: m.Log, OutboxWritten: poke}
 		background("relay", relay.Run)
 		requeue := &worker.Requeuer{DB: db, JS: nc.JS, Log: m.Log}
 		background("requeue", requeue.Run)
 		if cfg.ExpiredInvitations == "release" {
-			exp := &worker.Expirer{DB: db, Log: m.Log, Poke: poke}
+			exp := &worker.Expirer{DB: db, Log: m.Log, OutboxWritten: poke}
 			background("expirer", exp.Run)
 		}
 	}

@@ -125,7 +125,7 @@ func New(t testing.TB, opts Options) *Env {
 		e.StartWorker()
 	}
 	poke := make(chan struct{}, 1)
-	relay := &worker.Relay{DB: e.DB, JS: e.JS, Log: e.Log, Poke: poke, Tick: 20 * time.Millisecond}
+	relay := &worker.Relay{DB: e.DB, JS: e.JS, Log: e.Log, OutboxWritten: poke, Tick: 20 * time.Millisecond}
 	e.goRun(relay.Run)
 
 	if opts.Mail != "" {

@@ -209,14 +209,14 @@ func (im *importer) lookupDone() error {
 	return nil
 }
 
-func finished(rec storage.Record) bool { return rec.Status == "succeeded" || rec.Status == "failed" }
+func finished(rec storage.Record) bool { return rec.Status != storage.RequestQueued }
 
 func (im *importer) markRecord(i int, rec storage.Record) {
 	code := events.CodeInternal
 	if rec.Result != nil {
 		code = rec.Result.Code
 	}
-	im.markDone(i, rec.Status == "succeeded", code)
+	im.markDone(i, rec.Status == storage.RequestSucceeded, code)
 }
 
 // checkStop ends the loops on Ctrl-C or when --timeout has passed.

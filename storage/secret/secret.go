@@ -33,10 +33,13 @@ func NewKeys(secret []byte) (Keys, error) {
 	return Keys{secret: append([]byte(nil), secret...)}, nil
 }
 
+// IsZero reports whether k holds no secret (a zero Keys derives nothing).
+func (k Keys) IsZero() bool { return len(k.secret) == 0 }
+
 // Token derives the token for purpose and nonce.
 func (k Keys) Token(purpose string, nonce []byte) string {
 	if len(k.secret) == 0 {
-		panic("storage: Keys used without a secret")
+		panic("secret: Keys used without a secret")
 	}
 	m := hmac.New(sha256.New, k.secret)
 	m.Write([]byte(purpose))
