@@ -130,7 +130,7 @@ func (db *DB) SetSubscriptionSeats(ctx context.Context, subID string, seats int)
 // order, owned by the same customer.
 func (db *DB) CreateCheckout(ctx context.Context, subID, orderID string) (string, error) {
 	if (subID == "") == (orderID == "") {
-		return "", events.Errorf(events.CodeInvalid, "give exactly one of --subscription or --order")
+		return "", events.Errorf(events.CodeInvalid, "a checkout resolves to exactly one subscription or order")
 	}
 	customerID, err := db.PoolOwner(ctx, subID, orderID)
 	if err != nil {

@@ -324,6 +324,9 @@ func checkoutCreate(e *env, fs *flag.FlagSet, args []string) error {
 	if _, err := parse(fs, args); err != nil {
 		return err
 	}
+	if (*sub == "") == (*ord == "") {
+		return errors.New("give exactly one of --subscription or --order")
+	}
 	if err := e.open(); err != nil {
 		return err
 	}
