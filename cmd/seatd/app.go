@@ -14,9 +14,8 @@ import (
 	"time"
 
 	"github.com/seatd/seatd/cmd/internal/config"
-	"github.com/seatd/seatd/ingress"
+	"github.com/seatd/seatd/cmd/internal/roles"
 	"github.com/seatd/seatd/storage"
-	"github.com/seatd/seatd/worker"
 )
 
 var errHelp = errors.New("help requested")
@@ -117,7 +116,6 @@ func (m *Main) Run(ctx context.Context) error {
 		return err
 	}
 	defer nc.Close()
-	settings := storage.Settings{Keys: keys, InvitationTTL: cfg.InvitationTTL}
 
 	// Roles run as goroutines; the first to fail stops the others. Shutdown
 	// goes front to back: the HTTP server stops taking requests and waits
@@ -141,31 +139,22 @@ func (m *Main) Run(ctx context.Context) error {
 		}()
 	}
 	background := func(name string, run func(context.Context) error) { start(&backWG, back, name, run) }
+	deps := roles.Deps{DB: db, NC: nc.Conn, JS: nc.JS, Keys: keys, Log: m.Log}
 	all := m.Role == "serve"
 	if all || m.Role == "worker" {
-		poke := make(chan struct{}, 1)
-		w := worker.New(worker.Config{DB: db, NC: nc.Conn, JS: nc.JS, Settings: settings, Log: m.Log,
-			BatchSize: cfg.WorkerBatch, MaxDeliveries: cfg.MaxDeliveries, OutboxWritten: poke})
-		background("worker", w.Run)
-		relay := &worker.Relay{DB: db, JS: nc.JS, Log: m.Log, OutboxWritten: poke}
-		background("relay", relay.Run)
-		requeue := &worker.Requeuer{DB: db, JS: nc.JS, Log: m.Log}
-		background("requeue", requeue.Run)
-		if cfg.ExpiredInvitations == "release" {
-			exp := &worker.Expirer{DB: db, Log: m.Log, OutboxWritten: poke}
-			background("expirer", exp.Run)
+		for _, r := range roles.Worker(cfg, deps, roles.Tuning{}) {
+			background(r.Name, r.Run)
 		}
 	}
 	if all || m.Role == "mailer" {
-		run, err := m.mailer(db, nc, keys)
+		r, err := roles.Mailer(cfg, deps, roles.Tuning{})
 		if err != nil {
 			return err
 		}
-		background("mailer", run)
+		background(r.Name, r.Run)
 	}
 	if all || m.Role == "ingress" {
-		srv, err := ingress.New(ingress.Config{DB: db, NC: nc.Conn, JS: nc.JS, Keys: keys, Log: m.Log,
-			SyncTimeout: cfg.SyncTimeout, RateLimit: cfg.RateLimit, RateBurst: cfg.RateBurst})
+		srv, err := roles.Ingress(cfg, deps)
 		if err != nil {
 			return err
 		}

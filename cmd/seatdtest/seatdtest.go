@@ -23,13 +23,13 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/seatd/seatd/cmd/internal/config"
+	"github.com/seatd/seatd/cmd/internal/roles"
 	"github.com/seatd/seatd/events/stream"
 	"github.com/seatd/seatd/ingress"
-	"github.com/seatd/seatd/mailer"
 	"github.com/seatd/seatd/storage"
 	"github.com/seatd/seatd/storage/secret"
 	"github.com/seatd/seatd/storage/storagetest"
-	"github.com/seatd/seatd/worker"
 )
 
 // PublicURL is the base of claim links in tests' invitation emails.
@@ -68,6 +68,7 @@ type Env struct {
 	Ingress  *ingress.Server
 	Log      *slog.Logger
 
+	cfg       config.Config
 	ctx       context.Context
 	cancel    context.CancelFunc
 	wg        sync.WaitGroup
@@ -103,7 +104,6 @@ func New(t testing.TB, opts Options) *Env {
 		opts.SyncTimeout = 10 * time.Second
 	}
 	e := &Env{T: t, Log: Logger(), Keys: TestKeys(), opts: opts}
-	e.Settings = storage.Settings{Keys: e.Keys, InvitationTTL: opts.InvitationTTL}
 	e.ctx, e.cancel = context.WithCancel(context.Background())
 	e.DBURL = opts.DatabaseURL
 	if e.DBURL == "" {
@@ -121,29 +121,31 @@ func New(t testing.TB, opts Options) *Env {
 	e.Server = startNATS(t, t.TempDir(), fsync)
 	e.connect()
 
+	// The deployment's configuration, as `seatd serve` would read it,
+	// with the tests' options; zero values leave each component's default.
+	e.cfg = config.Defaults()
+	e.cfg.SyncTimeout, e.cfg.RateLimit, e.cfg.RateBurst = opts.SyncTimeout, opts.RateLimit, opts.RateBurst
+	e.cfg.InvitationTTL, e.cfg.WorkerBatch, e.cfg.MaxDeliveries = opts.InvitationTTL, opts.BatchSize, opts.MaxDeliveries
+	e.cfg.PublicURL, e.cfg.DataDir = PublicURL, opts.MailDir
+	e.cfg.MailRetryBase, e.cfg.MailRetryMax = 50*time.Millisecond, 500*time.Millisecond
+	e.Settings = roles.Settings(&e.cfg, e.Keys)
+
 	for i := 0; i < opts.Workers; i++ {
 		e.StartWorker()
 	}
-	poke := make(chan struct{}, 1)
-	relay := &worker.Relay{DB: e.DB, JS: e.JS, Log: e.Log, OutboxWritten: poke, Tick: 20 * time.Millisecond}
-	e.goRun(relay.Run)
-
 	if opts.Mail != "" {
-		smtpURL := opts.Mail
-		if smtpURL == "drop" {
-			smtpURL = ""
+		cfg := e.cfg
+		if opts.Mail != "drop" {
+			cfg.SMTPURL = opts.Mail
 		}
-		sender, _, err := mailer.NewSender(smtpURL, opts.MailDir, e.Log)
+		m, err := roles.Mailer(&cfg, e.deps(e.NC, e.JS), tuning)
 		if err != nil {
 			t.Fatal(err)
 		}
-		m := mailer.New(mailer.Config{DB: e.DB, JS: e.JS, Sender: sender, Keys: e.Keys, PublicURL: PublicURL,
-			Log: e.Log, RetryBase: 50 * time.Millisecond, RetryMax: 500 * time.Millisecond, FetchWait: 200 * time.Millisecond})
 		e.goRun(m.Run)
 	}
 
-	srv, err := ingress.New(ingress.Config{DB: e.DB, NC: e.NC, JS: e.JS, Keys: e.Keys, Log: e.Log,
-		SyncTimeout: opts.SyncTimeout, RateLimit: opts.RateLimit, RateBurst: opts.RateBurst})
+	srv, err := roles.Ingress(&e.cfg, e.deps(e.NC, e.JS))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -151,6 +153,14 @@ func New(t testing.TB, opts Options) *Env {
 	e.HTTP = httptest.NewServer(srv)
 	t.Cleanup(e.Close)
 	return e
+}
+
+// tuning shortens the production delays so tests finish quickly.
+var tuning = roles.Tuning{WorkerBackoffBase: 20 * time.Millisecond, WorkerBackoffMax: 500 * time.Millisecond,
+	RelayTick: 20 * time.Millisecond, MailFetchWait: 200 * time.Millisecond}
+
+func (e *Env) deps(nc *nats.Conn, js jetstream.JetStream) roles.Deps {
+	return roles.Deps{DB: e.DB, NC: nc, JS: js, Keys: e.Keys, Log: e.Log}
 }
 
 // StartNATS runs an embedded JetStream server with its store in dir.
@@ -196,8 +206,9 @@ func (e *Env) goRun(run func(context.Context) error) {
 	}()
 }
 
-// StartWorker starts one more worker replica, on its own NATS connection
-// like a separate process, and returns a function that stops it.
+// StartWorker starts one more worker replica (consumer, relay, requeuer),
+// on its own NATS connection like a separate process, and returns a
+// function that stops it.
 func (e *Env) StartWorker() context.CancelFunc {
 	nc, err := stream.Connect(e.Server.ClientURL(), "seatdtest-worker")
 	if err != nil {
@@ -207,8 +218,6 @@ func (e *Env) StartWorker() context.CancelFunc {
 	if err != nil {
 		e.T.Fatal(err)
 	}
-	w := worker.New(worker.Config{DB: e.DB, NC: nc, JS: js, Settings: e.Settings, Log: e.Log,
-		BatchSize: e.opts.BatchSize, MaxDeliveries: e.opts.MaxDeliveries, BackoffBase: 20 * time.Millisecond, BackoffMax: 500 * time.Millisecond})
 	ctx, cancel := context.WithCancel(e.ctx)
 	done := make(chan struct{})
 	e.wg.Add(1)
@@ -216,7 +225,15 @@ func (e *Env) StartWorker() context.CancelFunc {
 		defer e.wg.Done()
 		defer close(done)
 		defer nc.Close()
-		_ = w.Run(ctx)
+		var wg sync.WaitGroup
+		for _, r := range roles.Worker(&e.cfg, e.deps(nc, js), tuning) {
+			wg.Go(func() {
+				if err := r.Run(ctx); err != nil {
+					e.Log.Error(r.Name+" stopped", "err", err)
+				}
+			})
+		}
+		wg.Wait()
 	}()
 	stop := func() { cancel(); <-done }
 	e.workers = append(e.workers, stop)
