@@ -1,7 +1,8 @@
 # seatd: `make run` runs the whole system, `make test` runs every test.
 GO      ?= go
 FUZZTIME ?= 5s
-export PATH := $(PATH):/usr/local/go/bin
+export PATH := $(PATH):/usr/local/go/bin:$(HOME)/go/bin
+STATICCHECK_VERSION ?= v0.8.2
 
 .PHONY: run test check unit fuzz bench build clean
 
@@ -18,6 +19,10 @@ test: check unit fuzz
 check:
 	@out="$$(gofmt -l .)"; if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
+	@command -v staticcheck >/dev/null || $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
+	staticcheck ./...
+	@tmp=$$(mktemp -d); cp go.mod go.sum $$tmp/; $(GO) mod tidy; \
+	if ! cmp -s go.mod $$tmp/go.mod; then cp $$tmp/go.mod $$tmp/go.sum .; echo "go mod tidy would change go.mod"; exit 1; fi; rm -rf $$tmp
 
 unit:
 	$(GO) test -race -count=1 -timeout 30m ./...
