@@ -162,13 +162,14 @@ type seed struct {
 	order     bool    // the pool is a one-time order, not a subscription
 	seatEmail string  // "" invites an existing customer by id
 	custEmail string  // the invited customer's email when seatEmail is ""
-	inviter   *string // nil: no inviter recorded
+	inviter   *string // the buyer's email, who invites; nil: a generated one
 	expiresIn time.Duration
 }
 
 // invitation is a seeded invitation.
 type invitation struct {
 	id, seatID, poolID string
+	owner              string // the pool's buyer, who assigned the seat
 	nonce              []byte
 	token              string
 	to                 string
@@ -176,8 +177,9 @@ type invitation struct {
 
 func ptr(s string) *string { return &s }
 
-// seedInvitation writes an organization, its buyer, a pool, a pending seat
-// and its invitation, as the worker would.
+// seedInvitation provisions an organization, its buyer and a pool, and
+// assigns a pending seat through the seat transaction the worker runs, so
+// the mailer reads exactly the rows production writes.
 func (b *bundle) seedInvitation(t *testing.T, s seed) invitation {
 	t.Helper()
 	ctx := t.Context()
@@ -187,82 +189,96 @@ func (b *bundle) seedInvitation(t *testing.T, s seed) invitation {
 	if s.product == "" {
 		s.product = "Acme Pro"
 	}
-	if s.expiresIn == 0 {
-		s.expiresIn = 24 * time.Hour
-	}
-	orgID, buyerID, poolID, seatID := uuid.NewString(), uuid.NewString(), uuid.NewString(), uuid.NewString()
-	exec := func(sql string, args ...any) {
+	must := func(id string, err error) string {
 		t.Helper()
-		if _, err := b.db.Pool.Exec(ctx, sql, args...); err != nil {
-			t.Fatalf("seed: %v\n%s", err, sql)
+		if err != nil {
+			t.Fatalf("seed: %v", err)
 		}
+		return id
 	}
-	exec(`INSERT INTO organizations (id, name, slug) VALUES ($1, $2, $3)`, orgID, s.orgName, "org-"+orgID[:8])
-	exec(`INSERT INTO customers (id, organization_id, email) VALUES ($1, $2, $3)`, buyerID, orgID, "buyer-"+orgID[:8]+"@example.test")
-	table, column := "subscriptions", "subscription_id"
-	status := "active"
+	orgID := must(b.db.CreateOrganization(ctx, s.orgName, true, false))
+	buyerEmail := "buyer-" + uuid.NewString()[:8] + "@example.test"
+	if s.inviter != nil {
+		buyerEmail = *s.inviter
+	}
+	inv := invitation{owner: must(b.db.CreateCustomer(ctx, orgID, buyerEmail, ""))}
+	kind, status := "subscription", "active"
 	if s.order {
-		table, column, status = "orders", "order_id", "paid"
+		kind, status = "order", "paid"
 	}
-	exec(`INSERT INTO `+table+` (id, customer_id, product_name, seats, seats_used, status) VALUES ($1, $2, $3, 10, 1, $4)`,
-		poolID, buyerID, s.product, status)
-
-	inv := invitation{id: uuid.NewString(), seatID: seatID, poolID: poolID, nonce: secret.NewNonce()}
-	inv.token = b.keys.InvitationToken(inv.nonce)
-	expires := time.Now().Add(s.expiresIn)
-	var email, customerID *string
+	inv.poolID = must(b.db.CreatePool(ctx, kind, inv.owner, s.product, 10, status))
+	a := events.SeatAssign{SubscriptionID: inv.poolID}
+	if s.order {
+		a = events.SeatAssign{OrderID: inv.poolID}
+	}
 	if s.seatEmail != "" {
-		email, inv.to = &s.seatEmail, s.seatEmail
+		a.Email, inv.to = s.seatEmail, s.seatEmail
 	} else {
 		if s.custEmail == "" {
-			s.custEmail = "member-" + seatID[:8] + "@example.test"
+			s.custEmail = "member-" + uuid.NewString()[:8] + "@example.test"
 		}
-		id := uuid.NewString()
-		exec(`INSERT INTO customers (id, organization_id, email) VALUES ($1, $2, $3)`, id, orgID, s.custEmail)
-		customerID, inv.to = &id, s.custEmail
+		a.CustomerID, inv.to = must(b.db.CreateCustomer(ctx, orgID, s.custEmail, "")), s.custEmail
 	}
-	holder := inv.to
-	if customerID != nil {
-		holder = *customerID
+	ttl := s.expiresIn
+	if ttl < 0 {
+		ttl = time.Hour
 	}
-	exec(`INSERT INTO seats (id, `+column+`, status, customer_id, email, holder, invitation_id,
-			invitation_token_hash, invitation_token_expires_at, inviter_email)
-		VALUES ($1, $2, 'pending', $3, $4, $5, $6, $7, $8, $9)`,
-		seatID, poolID, customerID, email, holder, inv.id, secret.HashToken(inv.token), expires, s.inviter)
-	exec(`INSERT INTO invitations (id, seat_id, nonce, expires_at) VALUES ($1, $2, $3, $4)`,
-		inv.id, seatID, inv.nonce, expires)
+	res := b.apply(t, events.Request{Op: events.OpAssign, CustomerID: inv.owner, Assign: &a}, ttl)
+	inv.seatID = res.Seat.ID
+	if s.expiresIn < 0 {
+		// Let time pass: the invitation is now past its expiry.
+		if _, err := b.db.Pool.Exec(ctx, `UPDATE invitations SET expires_at = now() + $2::interval WHERE seat_id = $1`,
+			inv.seatID, s.expiresIn.String()); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := b.db.Pool.Exec(ctx, `UPDATE seats SET invitation_token_expires_at = now() + $2::interval WHERE id = $1`,
+			inv.seatID, s.expiresIn.String()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b.loadInvitation(t, &inv)
 	return inv
 }
 
-// resend supersedes the seat's invitation with a new one, as the worker's
-// resend does.
+// apply runs one request through the worker's seat transaction.
+func (b *bundle) apply(t *testing.T, r events.Request, ttl time.Duration) events.Result {
+	t.Helper()
+	r.ID, r.SubmittedAt = uuid.NewString(), time.Now().UTC()
+	res, err := b.db.Apply(t.Context(), storage.Settings{Keys: b.keys, InvitationTTL: ttl}, []events.Request{r})
+	if err != nil {
+		t.Fatalf("%s: %v", r.Op, err)
+	}
+	if !res[0].OK() {
+		t.Fatalf("%s: %s: %s", r.Op, res[0].Code, res[0].Detail)
+	}
+	return res[0]
+}
+
+// loadInvitation reads the seat's current invitation and derives its
+// token, as the mailer does.
+func (b *bundle) loadInvitation(t *testing.T, inv *invitation) {
+	t.Helper()
+	if err := b.db.Pool.QueryRow(t.Context(), `SELECT i.id, i.nonce FROM seats s JOIN invitations i ON i.id = s.invitation_id
+		WHERE s.id = $1`, inv.seatID).Scan(&inv.id, &inv.nonce); err != nil {
+		t.Fatalf("seat %s has no invitation: %v", inv.seatID, err)
+	}
+	inv.token = b.keys.InvitationToken(inv.nonce)
+}
+
+// resend supersedes the seat's invitation with a new one, through the
+// worker's resend.
 func (b *bundle) resend(t *testing.T, old invitation) invitation {
 	t.Helper()
 	inv := old
-	inv.id, inv.nonce = uuid.NewString(), secret.NewNonce()
-	inv.token = b.keys.InvitationToken(inv.nonce)
-	expires := time.Now().Add(24 * time.Hour)
-	ctx := t.Context()
-	if _, err := b.db.Pool.Exec(ctx, `UPDATE seats SET invitation_id = $2, invitation_token_hash = $3,
-		invitation_token_expires_at = $4 WHERE id = $1`, inv.seatID, inv.id, secret.HashToken(inv.token), expires); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := b.db.Pool.Exec(ctx, `INSERT INTO invitations (id, seat_id, nonce, expires_at) VALUES ($1, $2, $3, $4)`,
-		inv.id, inv.seatID, inv.nonce, expires); err != nil {
-		t.Fatal(err)
-	}
+	b.apply(t, events.Request{Op: events.OpResend, CustomerID: inv.owner, SeatID: inv.seatID}, 24*time.Hour)
+	b.loadInvitation(t, &inv)
 	return inv
 }
 
-// revoke revokes the seat as the worker does, but leaves the invitation's
-// delivery state alone, so the test sees the mailer's own decision.
+// revoke revokes the seat through the worker's revoke.
 func (b *bundle) revoke(t *testing.T, inv invitation) {
 	t.Helper()
-	if _, err := b.db.Pool.Exec(t.Context(), `UPDATE seats SET status = 'revoked', revoked_at = now(),
-		invitation_id = NULL, invitation_token_hash = NULL, invitation_token_expires_at = NULL,
-		customer_id = NULL, email = NULL, holder = NULL WHERE id = $1`, inv.seatID); err != nil {
-		t.Fatal(err)
-	}
+	b.apply(t, events.Request{Op: events.OpRevoke, CustomerID: inv.owner, SeatID: inv.seatID}, 24*time.Hour)
 }
 
 // publish sends the mail request for inv, as the outbox relay does.
