@@ -117,6 +117,11 @@ func (m *Main) Run(ctx context.Context) error {
 		return err
 	}
 	defer nc.Close()
+	stopObserving, err := m.observe(ctx, db, nc)
+	if err != nil {
+		return err
+	}
+	defer stopObserving()
 	settings := storage.Settings{Keys: keys, InvitationTTL: cfg.InvitationTTL}
 
 	// Roles run as goroutines; the first to fail stops the others. Shutdown

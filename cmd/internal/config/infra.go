@@ -14,6 +14,7 @@ import (
 
 	"github.com/seatd/seatd/events"
 	"github.com/seatd/seatd/storage"
+	"github.com/seatd/seatd/telemetry"
 )
 
 // Database returns the URL of seatd's database: DATABASE_URL, else
@@ -115,9 +116,10 @@ func (c *Config) Keys() (storage.Keys, error) {
 	return storage.NewKeys(secret)
 }
 
-// Logger returns a text logger at the configured level.
+// Logger returns the logger at the configured level: JSON lines on a
+// stderr that is not a terminal, text on a terminal.
 func (c *Config) Logger() *slog.Logger {
 	var lvl slog.Level
 	_ = lvl.UnmarshalText([]byte(c.LogLevel))
-	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lvl}))
+	return telemetry.NewLogger(os.Stderr, lvl)
 }
