@@ -176,7 +176,7 @@ func (r Report) WriteTable(w io.Writer) error {
 	for _, p := range r.Problems {
 		fmt.Fprintf(w, "  ! %s\n", p)
 	}
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "\nSTREAM\tMESSAGES\tOLDEST\t")
 	for _, s := range r.Streams {
 		fmt.Fprintf(tw, "%s\t%d\t%s\t\n", s.Name, s.Messages, age(now, s.Oldest))
