@@ -1,8 +1,9 @@
 // Command seatctl is seatd's operator CLI: provisioning, seat inspection,
-// bulk import and dead letters. Every command prints one JSON object on
-// stdout (errors go to stderr with a non-zero exit), so scripts and tests
-// can drive it. It reads the same environment as seatd (DATABASE_URL,
-// NATS_URL, SEATD_DATA_DIR, ...) and so finds the same database.
+// bulk import, dead letters and pipeline status. Every command prints one
+// JSON object on stdout (status prints tables unless --json; errors go to
+// stderr with a non-zero exit), so scripts and tests can drive it. It
+// reads the same environment as seatd (DATABASE_URL, NATS_URL,
+// SEATD_DATA_DIR, ...) and so finds the same database.
 package main
 
 import (

@@ -122,6 +122,7 @@ func TestStatusAfterTraffic(t *testing.T) {
 	}
 
 	table, code := runStatus(t)
+	t.Logf("seatctl status:\n%s", table)
 	for _, want := range []string{"seatd pipeline: HEALTHY", "SEATD_REQUESTS/seatd-worker", "SEATD_MAIL/seatd-mailer",
 		"dead letters:    0", full.SubscriptionID + "  subscription  Full", "100%"} {
 		if !strings.Contains(table, want) {

@@ -177,14 +177,14 @@ func (r Report) WriteTable(w io.Writer) error {
 		fmt.Fprintf(w, "  ! %s\n", p)
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "\nSTREAM\tMESSAGES\tOLDEST\t")
+	fmt.Fprintln(tw, "\nSTREAM\tMESSAGES\tOLDEST")
 	for _, s := range r.Streams {
-		fmt.Fprintf(tw, "%s\t%d\t%s\t\n", s.Name, s.Messages, age(now, s.Oldest))
+		fmt.Fprintf(tw, "%s\t%d\t%s\n", s.Name, s.Messages, age(now, s.Oldest))
 	}
-	fmt.Fprintln(tw, "\nCONSUMER\tPENDING\tACK PENDING\tREDELIVERED\t")
+	fmt.Fprintln(tw, "\nCONSUMER\tPENDING\tACK PENDING\tREDELIVERED")
 	for _, s := range r.Streams {
 		for _, c := range s.Consumers {
-			fmt.Fprintf(tw, "%s/%s\t%d\t%d\t%d\t\n", s.Name, c.Name, c.Pending, c.AckPending, c.Redelivered)
+			fmt.Fprintf(tw, "%s/%s\t%d\t%d\t%d\n", s.Name, c.Name, c.Pending, c.AckPending, c.Redelivered)
 		}
 	}
 	if err := tw.Flush(); err != nil {
