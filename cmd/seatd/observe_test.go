@@ -2,26 +2,36 @@ package main
 
 import (
 	"bufio"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"path/filepath"
 	"regexp"
+	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/seatd/seatd/storage/storagetest"
 )
 
 // What an operator watches, checked on real processes after real traffic:
 // ingress, worker and mailer run as separate children; their /metrics show
-// the traffic, and their JSON logs name the same request id for one
-// request from the HTTP call to the email.
-func TestMetricsAndLogsAcrossRoles(t *testing.T) {
+// the traffic, their JSON logs name the same request id for one request
+// from the HTTP call to the email, and the spans they export with OTLP to
+// a collector make one trace of it.
+func TestMetricsLogsAndTracesAcrossRoles(t *testing.T) {
 	r := newRig(t, storagetest.NewDatabase(t))
+	collector := startCollector(t)
+	r.env = append(r.env, "OTEL_EXPORTER_OTLP_ENDPOINT="+collector.URL, "OTEL_BSP_SCHEDULE_DELAY=100")
 	httpAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	workerAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	mailerAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
@@ -117,6 +127,20 @@ func TestMetricsAndLogsAcrossRoles(t *testing.T) {
 			t.Errorf("no mailer log line for request %s", id)
 		}
 	}
+	// Each process exported its span of each request, all in one trace.
+	for _, id := range accepted {
+		waitFor(t, 15*time.Second, "spans of request "+id+" from the three roles", func() (bool, string) {
+			spans := collector.spans(id)
+			traces := map[string]bool{}
+			for _, s := range spans {
+				traces[s.traceID] = true
+			}
+			ok := len(spans) == 3 && len(traces) == 1 &&
+				spans[0].service == "seatd-ingress" && spans[1].service == "seatd-worker" && spans[2].service == "seatd-mailer"
+			return ok, fmt.Sprintf("%+v", spans)
+		})
+	}
+
 	// Secrets never reach a log: not the bearer token, not the secret key.
 	for _, p := range []*proc{ing, wrk, mlr} {
 		out := p.Output()
@@ -205,4 +229,74 @@ func hasLine(lines []map[string]any, msg, requestID string) bool {
 		}
 	}
 	return false
+}
+
+// collector is an OTLP/HTTP trace receiver: it keeps each exported span's
+// service, trace id and seatd.request_id.
+type collector struct {
+	*httptest.Server
+	mu  sync.Mutex
+	got []exportedSpan
+}
+
+type exportedSpan struct{ service, traceID, name, requestID string }
+
+func startCollector(t testing.TB) *collector {
+	c := &collector{}
+	c.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, err := io.ReadAll(r.Body)
+		var req coltracepb.ExportTraceServiceRequest
+		if err == nil {
+			err = proto.Unmarshal(body, &req)
+		}
+		if r.URL.Path != "/v1/traces" || err != nil {
+			http.Error(w, fmt.Sprintf("%s: %v", r.URL.Path, err), 400)
+			return
+		}
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		for _, rs := range req.ResourceSpans {
+			var service string
+			for _, a := range rs.GetResource().GetAttributes() {
+				if a.Key == "service.name" {
+					service = a.GetValue().GetStringValue()
+				}
+			}
+			for _, ss := range rs.ScopeSpans {
+				for _, s := range ss.Spans {
+					e := exportedSpan{service: service, traceID: hex.EncodeToString(s.TraceId), name: s.Name}
+					for _, a := range s.Attributes {
+						if a.Key == "seatd.request_id" {
+							e.requestID = a.GetValue().GetStringValue()
+						}
+					}
+					c.got = append(c.got, e)
+				}
+			}
+		}
+		w.Header().Set("Content-Type", "application/x-protobuf")
+		out, _ := proto.Marshal(&coltracepb.ExportTraceServiceResponse{})
+		_, _ = w.Write(out)
+	}))
+	t.Cleanup(c.Close)
+	return c
+}
+
+// spans returns the spans of one request, in the order ingress, worker,
+// mailer.
+func (c *collector) spans(requestID string) []exportedSpan {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []exportedSpan
+	for _, s := range c.got {
+		if s.requestID == requestID {
+			out = append(out, s)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].service < out[j].service })
+	// ingress < mailer < worker alphabetically; put the worker second.
+	if len(out) == 3 {
+		out[1], out[2] = out[2], out[1]
+	}
+	return out
 }
