@@ -39,6 +39,10 @@ type Request struct {
 	// request waits for its Result; empty when nobody waits.
 	ReplyTo     string    `json:"reply_to,omitempty"`
 	SubmittedAt time.Time `json:"submitted_at"`
+	// Trace is the W3C trace context of the worker applying the request,
+	// set by the worker from the message's headers so that the mail
+	// request it writes continues the same trace. Never serialised.
+	Trace map[string]string `json:"-"`
 }
 
 // LockKey names the row a request locks first (its pool, or its seat), so
@@ -222,4 +226,10 @@ type SeatEvent struct {
 type MailRequest struct {
 	InvitationID string `json:"invitation_id"`
 	SeatID       string `json:"seat_id"`
+	// RequestID is the request that asked for the invitation, and Trace
+	// its W3C trace context, so the mailer's log lines and spans join the
+	// request's. The mail request crosses the outbox, not a NATS hop, so
+	// the context travels in the payload rather than in headers.
+	RequestID string            `json:"request_id,omitempty"`
+	Trace     map[string]string `json:"trace,omitempty"`
 }

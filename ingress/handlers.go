@@ -13,6 +13,7 @@ import (
 	"github.com/seatd/seatd/events"
 	"github.com/seatd/seatd/storage"
 	"github.com/seatd/seatd/storage/secret"
+	"github.com/seatd/seatd/telemetry"
 )
 
 // readBody reads at most limit bytes; a longer body is 413.
@@ -265,6 +266,7 @@ func (s *Server) batch(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	batchID := newRequestID()
+	telemetry.SetRequestID(r.Context(), batchID)
 	now := time.Now().UTC()
 	reqs := make([]events.Request, len(in.Items))
 	var errs []events.FieldError

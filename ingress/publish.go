@@ -9,6 +9,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/seatd/seatd/events"
+	"github.com/seatd/seatd/telemetry"
 )
 
 // PublishAll publishes requests pipelined (many in flight at once, not a
@@ -40,6 +41,7 @@ func PublishAll(ctx context.Context, js jetstream.JetStream, reqs []events.Reque
 		}
 		m := nats.NewMsg(events.RequestsSubject)
 		m.Data = data
+		telemetry.InjectNATS(ctx, m.Header)
 		f, err := js.PublishMsgAsync(m, jetstream.WithMsgID(r.ID))
 		if err != nil {
 			return err

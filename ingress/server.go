@@ -19,6 +19,7 @@ import (
 	"github.com/seatd/seatd/events"
 	"github.com/seatd/seatd/storage"
 	"github.com/seatd/seatd/storage/secret"
+	"github.com/seatd/seatd/telemetry"
 )
 
 // Limits of the HTTP edge.
@@ -50,6 +51,7 @@ type Server struct {
 	waiters map[string]chan events.Result
 	limiter *limiter
 	mux     *http.ServeMux
+	handler http.Handler // mux with metrics, tracing and the access log
 }
 
 // New subscribes to this ingress's reply inbox and builds the routes.
@@ -75,7 +77,7 @@ func New(cfg Config) (*Server, error) {
 func (s *Server) Close() { _ = s.sub.Unsubscribe() }
 
 // ServeHTTP implements http.Handler.
-func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.handler.ServeHTTP(w, r) }
 
 func (s *Server) routes() {
 	m := http.NewServeMux()
@@ -91,10 +93,11 @@ func (s *Server) routes() {
 	m.HandleFunc("GET /claim", s.claimPage)
 	m.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, 200, map[string]string{"status": "ok"}) })
 	m.HandleFunc("GET /readyz", s.ready)
+	m.Handle("GET /metrics", telemetry.Handler())
 	m.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, events.Errorf(events.CodeNotFound, "Not found"))
 	})
-	s.mux = m
+	s.mux, s.handler = m, telemetry.HTTP(m, s.log)
 }
 
 func (s *Server) ready(w http.ResponseWriter, r *http.Request) {
@@ -173,12 +176,14 @@ type submission struct {
 func (s *Server) submit(w http.ResponseWriter, r *http.Request, sub submission) {
 	ctx := r.Context()
 	req := sub.req
+	telemetry.SetRequestID(ctx, req.ID)
 	rec, err := s.cfg.DB.Submit(ctx, storage.Submission{Request: req, IdempotencyKey: sub.key, BodyHash: sub.bodyHash})
 	if err != nil {
 		s.fail(w, err)
 		return
 	}
 	if rec.Replayed {
+		telemetry.SetRequestID(ctx, rec.ID)
 		w.Header().Set("Idempotent-Replayed", "true")
 		if rec.Result != nil {
 			s.writeResult(w, *rec.Result)
@@ -227,7 +232,10 @@ func (s *Server) publish(ctx context.Context, req events.Request) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	_, err = s.cfg.JS.Publish(ctx, events.RequestsSubject, data, jetstream.WithMsgID(req.ID))
+	msg := nats.NewMsg(events.RequestsSubject)
+	msg.Data = data
+	telemetry.InjectNATS(ctx, msg.Header) // the worker's span joins this request's trace
+	_, err = s.cfg.JS.PublishMsg(ctx, msg, jetstream.WithMsgID(req.ID))
 	return err
 }
 

@@ -14,6 +14,8 @@ import (
 	"github.com/seatd/seatd/events/stream"
 	"github.com/seatd/seatd/storage"
 	"github.com/seatd/seatd/storage/secret"
+	"github.com/seatd/seatd/telemetry"
+	"go.opentelemetry.io/otel/attribute"
 )
 
 // Config is what a Mailer needs. DB, JS, Sender, Keys and PublicURL are
@@ -259,12 +261,18 @@ func (m *Mailer) deliverMsg(ctx context.Context, data []byte, delivered uint64) 
 		m.log.Error("mail request without a valid invitation id; dropping it", "invitation_id", req.InvitationID)
 		return term, 0
 	}
+	ctx, span := telemetry.StartConsumer(telemetry.FromTraceMap(ctx, req.Trace), nil, "seatd.mailer invitation",
+		attribute.String("seatd.request_id", req.RequestID), attribute.String("seatd.invitation_id", req.InvitationID))
+	defer span.End()
+	if delivered > 1 {
+		telemetry.Redelivered(events.MailerConsumer)
+	}
 	return m.deliver(ctx, req, delivered)
 }
 
 // deliver runs one delivery attempt and says how to settle its message.
 func (m *Mailer) deliver(ctx context.Context, req events.MailRequest, delivered uint64) (action, time.Duration) {
-	log := m.log.With("invitation_id", req.InvitationID, "seat_id", req.SeatID, "delivery", delivered)
+	log := m.log.With("request_id", req.RequestID, "invitation_id", req.InvitationID, "seat_id", req.SeatID, "delivery", delivered)
 	d, err := m.cfg.DB.StartDelivery(ctx, req.InvitationID)
 	switch {
 	case err == nil:
@@ -304,6 +312,7 @@ func (m *Mailer) deliver(ctx context.Context, req events.MailRequest, delivered 
 			log.Warn("cannot record failure; will retry", "reason", reason, "error", err, "retry_in", delay)
 			return nak, delay
 		}
+		telemetry.Email(telemetry.EmailFailed)
 		log.Warn("invitation delivery failed", "reason", reason)
 		return ack, 0
 	}
@@ -344,6 +353,7 @@ func (m *Mailer) deliver(ctx context.Context, req events.MailRequest, delivered 
 			log.Error("invitation sent but not recorded; it will be sent again", "error", err, "retry_in", delay)
 			return nak, delay
 		}
+		telemetry.Email(telemetry.EmailSent)
 		log.Info("invitation sent", "message_id", msg.MessageID)
 		return ack, 0
 	case IsPermanent(sendErr):
@@ -357,6 +367,7 @@ func (m *Mailer) deliver(ctx context.Context, req events.MailRequest, delivered 
 		if err := m.record(ctx, func(ctx context.Context) error { return d.MarkRetry(ctx, sendErr.Error()) }); err != nil {
 			log.Warn("cannot record temporary failure", "error", err)
 		}
+		telemetry.Email(telemetry.EmailRetried)
 		log.Warn("temporary delivery failure; will retry", "error", sendErr, "retry_in", delay)
 		return nak, delay
 	}

@@ -304,7 +304,7 @@ func (db *DB) assign(ctx context.Context, tx pgx.Tx, st Settings, r events.Reque
 	}
 	b := &pgx.Batch{}
 	if invID != nil {
-		if err := queueInvitation(b, *invID, seat.ID, nonce, *seat.InvitationTokenExpiresAt, now); err != nil {
+		if err := queueInvitation(b, r, *invID, seat.ID, nonce, *seat.InvitationTokenExpiresAt, now); err != nil {
 			return events.Result{}, err
 		}
 	}
@@ -324,10 +324,11 @@ func seatEvent(t events.SeatEventType, seat events.CustomerSeat, version int, no
 }
 
 // queueInvitation adds an invitation and its mail request to b.
-func queueInvitation(b *pgx.Batch, invID, seatID string, nonce []byte, expires, now time.Time) error {
+func queueInvitation(b *pgx.Batch, r events.Request, invID, seatID string, nonce []byte, expires, now time.Time) error {
 	b.Queue(`INSERT INTO invitations (id, seat_id, nonce, expires_at, created_at, updated_at)
 		VALUES ($1, $2, $3, $4, $5, $5)`, invID, seatID, nonce, expires, now)
-	return queueOutbox(b, events.MailSubject, "mail-"+invID, events.MailRequest{InvitationID: invID, SeatID: seatID})
+	return queueOutbox(b, events.MailSubject, "mail-"+invID, events.MailRequest{InvitationID: invID, SeatID: seatID,
+		RequestID: r.ID, Trace: r.Trace})
 }
 
 // queueSeatEvent adds a seat event to b's outbox writes.
@@ -380,7 +381,7 @@ func (db *DB) resend(ctx context.Context, tx pgx.Tx, st Settings, r events.Reque
 	b.Queue(`UPDATE seats SET invitation_id = $2, invitation_token_hash = $3,
 		invitation_token_expires_at = $4, modified_at = $5 WHERE id = $1`,
 		r.SeatID, invID, secret.HashToken(st.Keys.InvitationToken(nonce)), expires, now)
-	if err := queueInvitation(b, invID, r.SeatID, nonce, expires, now); err != nil {
+	if err := queueInvitation(b, r, invID, r.SeatID, nonce, expires, now); err != nil {
 		return events.Result{}, err
 	}
 	if err := tx.SendBatch(ctx, b).Close(); err != nil {

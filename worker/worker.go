@@ -12,10 +12,12 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/seatd/seatd/events"
 	"github.com/seatd/seatd/events/stream"
 	"github.com/seatd/seatd/storage"
+	"github.com/seatd/seatd/telemetry"
 )
 
 // Config configures a Worker. Zero values pick sensible defaults.
@@ -121,6 +123,7 @@ type item struct {
 	msg        jetstream.Msg
 	req        events.Request
 	deliveries uint64
+	span       trace.Span
 }
 
 // handle applies a batch in one transaction; if that fails, it falls back to
@@ -139,10 +142,17 @@ func (w *Worker) handle(ctx context.Context, msgs []jetstream.Msg) {
 			continue
 		}
 		items = append(items, item{msg: m, req: req, deliveries: n})
+		w.observe(ctx, &items[len(items)-1])
 	}
 	if len(items) == 0 {
 		return
 	}
+	telemetry.Batch(len(items))
+	defer func() {
+		for _, it := range items {
+			it.span.End()
+		}
+	}()
 	// Take pool locks in one global order, so two workers' batches wait for
 	// each other instead of deadlocking. The sort is stable: requests for
 	// one pool keep their queue order.
@@ -188,6 +198,7 @@ func (w *Worker) apply(ctx context.Context, items []item) (err error) {
 	w.poke()
 	for i, it := range items {
 		w.reply(it.req, results[i])
+		w.answered(it, results[i])
 		if err := it.msg.Ack(); err != nil {
 			// Not fatal: the redelivery finds the outcome in the ledger.
 			w.log.Warn("ack", "request_id", it.req.ID, "err", err)
@@ -242,7 +253,9 @@ func (w *Worker) deadLetter(ctx context.Context, m jetstream.Msg, req *events.Re
 			return
 		}
 		w.reply(*req, res)
+		telemetry.Outcome(string(req.Op), string(res.Code), req.SubmittedAt)
 	}
+	telemetry.DeadLettered()
 	w.log.Error("request dead-lettered", "request_id", dl.RequestID, "deliveries", deliveries, "reason", dl.Reason)
 	if err := m.Term(); err != nil {
 		w.log.Warn("term", "err", err)

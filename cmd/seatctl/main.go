@@ -1,8 +1,9 @@
 // Command seatctl is seatd's operator CLI: provisioning, seat inspection,
-// bulk import and dead letters. Every command prints one JSON object on
-// stdout (errors go to stderr with a non-zero exit), so scripts and tests
-// can drive it. It reads the same environment as seatd (DATABASE_URL,
-// NATS_URL, SEATD_DATA_DIR, ...) and so finds the same database.
+// bulk import, dead letters and pipeline status. Every command prints one
+// JSON object on stdout (status prints tables unless --json; errors go to
+// stderr with a non-zero exit), so scripts and tests can drive it. It
+// reads the same environment as seatd (DATABASE_URL, NATS_URL,
+// SEATD_DATA_DIR, ...) and so finds the same database.
 package main
 
 import (
@@ -37,6 +38,7 @@ const usage = `usage: seatctl COMMAND [flags]
   seat show SEAT
   import (--subscription SUB | --order ORD) [--dry-run] [--report PATH] [--timeout 10m] [--in-flight N] FILE|-
   dlq list | dlq show ID | dlq replay (ID | --all) | dlq purge
+  status [--json] [--pools 5] [--max-queued-age 2m] [--max-outbox-age 1m] [--max-mail-age 15m]
 
 Configuration comes from the same environment as seatd (DATABASE_URL,
 NATS_URL, SEATD_DATA_DIR, SEATD_SECRET_KEY).`
@@ -186,6 +188,7 @@ var commands = map[string]command{
 	"seat show":              seatShow,
 	"import":                 importCmd,
 	"dlq":                    deadLetterCmd,
+	"status":                 statusCmd,
 }
 
 // parse parses flags, allowing them after positional arguments too.

@@ -116,6 +116,11 @@ func (m *Main) Run(ctx context.Context) error {
 		return err
 	}
 	defer nc.Close()
+	stopObserving, err := m.observe(ctx, db, nc)
+	if err != nil {
+		return err
+	}
+	defer stopObserving()
 
 	// Roles run as goroutines; the first to fail stops the others. Shutdown
 	// goes front to back: the HTTP server stops taking requests and waits

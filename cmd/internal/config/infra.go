@@ -15,6 +15,7 @@ import (
 	"github.com/seatd/seatd/events/stream"
 	"github.com/seatd/seatd/storage/pgcluster"
 	"github.com/seatd/seatd/storage/secret"
+	"github.com/seatd/seatd/telemetry"
 )
 
 // Database returns the URL of seatd's database: DATABASE_URL, else
@@ -116,9 +117,10 @@ func (c *Config) Keys() (secret.Keys, error) {
 	return secret.NewKeys(key)
 }
 
-// Logger returns a text logger at the configured level.
+// Logger returns the logger at the configured level: JSON lines on a
+// stderr that is not a terminal, text on a terminal.
 func (c *Config) Logger() *slog.Logger {
 	var lvl slog.Level
 	_ = lvl.UnmarshalText([]byte(c.LogLevel))
-	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lvl}))
+	return telemetry.NewLogger(os.Stderr, lvl)
 }
