@@ -398,7 +398,7 @@ func TestOneWebhookIDPerEventAndEndpoint(t *testing.T) {
 	if len(hits) != 2*len(evs) {
 		t.Fatalf("%d requests for %d events × 2 endpoints", len(hits), len(evs))
 	}
-	ids := map[string]string{}  // webhook-id → path+seat+type
+	ids := map[string]string{}   // webhook-id → path+seat+type
 	per := map[string][]string{} // path+seat+type → webhook-ids
 	for _, h := range hits {
 		key := h.seat + " " + h.typ

@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-
 )
 
 // nodeDir holds the Node verifier and its locked dependencies; .ci/run
