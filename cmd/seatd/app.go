@@ -43,9 +43,9 @@ func NewMain() *Main {
 // ParseFlags reads the role's flags with environment fallbacks.
 func (m *Main) ParseFlags(role string, args []string) error {
 	switch role {
-	case "serve", "ingress", "worker", "mailer", "migrate":
+	case "serve", "ingress", "worker", "mailer", "webhooks", "migrate":
 	default:
-		return fmt.Errorf("unknown role %q (want serve, ingress, worker, mailer or migrate)", role)
+		return fmt.Errorf("unknown role %q (want serve, ingress, worker, mailer, webhooks or migrate)", role)
 	}
 	m.Role = role
 	fs := flag.NewFlagSet("seatd "+role, flag.ContinueOnError)
@@ -162,6 +162,13 @@ func (m *Main) Run(ctx context.Context) error {
 			return err
 		}
 		background("mailer", run)
+	}
+	if all || m.Role == "webhooks" {
+		run, err := m.webhooks(db, nc, keys)
+		if err != nil {
+			return err
+		}
+		background("webhooks", run)
 	}
 	if all || m.Role == "ingress" {
 		srv, err := ingress.New(ingress.Config{DB: db, NC: nc.Conn, JS: nc.JS, Keys: keys, Log: m.Log,
