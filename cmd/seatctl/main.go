@@ -37,6 +37,10 @@ const usage = `usage: seatctl COMMAND [flags]
   seat show SEAT
   import (--subscription SUB | --order ORD) [--dry-run] [--report PATH] [--timeout 10m] [--in-flight N] FILE|-
   dlq list | dlq show ID | dlq replay (ID | --all) | dlq purge
+  webhook create --org ORG --url URL [--events customer_seat.assigned,...]
+  webhook list --org ORG | webhook delete ID | webhook rotate-secret ID | webhook enable ID
+  webhook deliveries ID [--status S] [--limit N]
+  webhook redeliver (DELIVERY | --endpoint ID)
 
 Configuration comes from the same environment as seatd (DATABASE_URL,
 NATS_URL, SEATD_DATA_DIR, SEATD_SECRET_KEY).`
@@ -154,6 +158,13 @@ var commands = map[string]command{
 	"seat show":              seatShow,
 	"import":                 importCmd,
 	"dlq":                    deadLetterCmd,
+	"webhook create":         webhookCreate,
+	"webhook list":           webhookList,
+	"webhook delete":         webhookDelete,
+	"webhook rotate-secret":  webhookRotate,
+	"webhook enable":         webhookEnable,
+	"webhook deliveries":     webhookDeliveries,
+	"webhook redeliver":      webhookRedeliver,
 }
 
 // parse parses flags, allowing them after positional arguments too.
