@@ -82,7 +82,7 @@ func (r *Runner) dispatch(ctx context.Context) {
 // SKIP LOCKED lets replicas claim side by side; the lease (the attempt's
 // timeout plus a margin) hands a delivery whose dispatcher died to another.
 func (r *Runner) claim(ctx context.Context, n int) ([]due, error) {
-	lease := r.cfg.Timeout + 30*time.Second
+	lease := r.cfg.Timeout + r.cfg.LeaseMargin
 	rows, err := r.cfg.DB.Pool.Query(ctx, `
 		WITH picked AS (
 			SELECT d.id FROM webhook_deliveries d

@@ -45,6 +45,10 @@ type Config struct {
 	// nothing told it of new ones (retries, other replicas' events);
 	// default 1s.
 	PollInterval time.Duration
+	// LeaseMargin is added to Timeout for the lease a Runner takes on a
+	// delivery it attempts: a Runner that dies mid-attempt holds the
+	// delivery for that long; default 30s.
+	LeaseMargin time.Duration
 	// FetchWait bounds one pull request on the stream; default 5s.
 	FetchWait time.Duration
 	// Client sends the requests; default an http.Client with Timeout that
@@ -78,6 +82,7 @@ func New(cfg Config) (*Runner, error) {
 	def(&cfg.OrderGuard, time.Minute)
 	def(&cfg.PollInterval, time.Second)
 	def(&cfg.FetchWait, 5*time.Second)
+	def(&cfg.LeaseMargin, 30*time.Second)
 	if cfg.MaxAttempts <= 0 {
 		cfg.MaxAttempts = 10
 	}

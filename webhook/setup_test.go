@@ -21,7 +21,12 @@ import (
 	"github.com/seatd/seatd/storage/storagetest"
 )
 
-func TestMain(m *testing.M) { storagetest.Main(m) }
+func TestMain(m *testing.M) {
+	if os.Getenv(childEnv) != "" {
+		os.Exit(runChild())
+	}
+	storagetest.Main(m)
+}
 
 var testSecretKey = []byte("webhook-test-secret-0123456789abcdef")
 
@@ -29,6 +34,8 @@ var testSecretKey = []byte("webhook-test-secret-0123456789abcdef")
 // server with seatd's streams, an organization with a subscription, and an
 // Admin.
 type bundle struct {
+	dbURL string
+	nats  string // the JetStream server's client URL
 	db    *storage.DB
 	js    jetstream.JetStream
 	keys  storage.Keys
@@ -40,8 +47,8 @@ type bundle struct {
 func setup(t *testing.T) *bundle {
 	t.Helper()
 	ctx := t.Context()
-	b := &bundle{}
-	db, err := storage.Open(ctx, storagetest.NewDatabase(t))
+	b := &bundle{dbURL: storagetest.NewDatabase(t)}
+	db, err := storage.Open(ctx, b.dbURL)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -52,6 +59,7 @@ func setup(t *testing.T) *bundle {
 		t.Fatal(err)
 	}
 	t.Cleanup(ns.Shutdown)
+	b.nats = ns.ClientURL()
 	nc, err := events.Connect(ns.ClientURL(), "webhook-test")
 	if err != nil {
 		t.Fatal(err)
