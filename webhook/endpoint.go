@@ -98,10 +98,11 @@ func (a *Admin) Create(ctx context.Context, orgID, rawURL string, eventTypes []s
 		return Endpoint{}, "", events.Errorf(events.CodeInvalid, "an endpoint needs at least one event type")
 	}
 	for _, t := range eventTypes {
-		if _, err := ParseEvents(t); err != nil {
-			return Endpoint{}, "", err
+		if !slices.Contains(EventTypes, events.SeatEventType(t)) {
+			return Endpoint{}, "", events.Errorf(events.CodeInvalid, "unknown event type %q (want customer_seat.assigned, customer_seat.claimed or customer_seat.revoked)", t)
 		}
 	}
+	eventTypes = slices.Compact(slices.Sorted(slices.Values(eventTypes)))
 	id, secret := uuid.NewString(), NewSecret()
 	var ep Endpoint
 	err := a.DB.Pool.QueryRow(ctx, `INSERT INTO webhook_endpoints (id, organization_id, url, events, secret_sealed)

@@ -90,6 +90,7 @@ func TestAdminRefusesBadInput(t *testing.T) {
 		{b.org, "not a url at all", all, events.CodeInvalid, "http:// or https://"},
 		{b.org, "https://example.test/", []string{"customer_seat.exploded"}, events.CodeInvalid, "unknown event type"},
 		{b.org, "https://example.test/", nil, events.CodeInvalid, "at least one event type"},
+		{b.org, "https://example.test/", []string{"customer_seat.assigned,customer_seat.revoked"}, events.CodeInvalid, "unknown event type"},
 		{uuid.NewString(), "https://example.test/", all, events.CodeNotFound, "organization"},
 		{"acme", "https://example.test/", all, events.CodeNotFound, "organization acme not found"},
 	} {
