@@ -25,44 +25,50 @@ type due struct {
 	sealed, body                   []byte
 }
 
-// dispatch sends due deliveries, at most Concurrency at once, until ctx is
-// cancelled; then it waits for the attempts in flight.
+// dispatch sends due deliveries until ctx is cancelled; then it finishes
+// the attempts in flight and hands back the ones it had claimed but not
+// started. Concurrency workers make the attempts; this loop claims ahead
+// into a buffer of the same size, so claims overlap attempts and grow in
+// size when the database is slow. A buffered delivery waits at most one
+// attempt (Timeout), well within its lease.
 func (r *Runner) dispatch(ctx context.Context) {
+	work := make(chan due, r.cfg.Concurrency)
+	var mu sync.Mutex
+	var unstarted []string
 	var wg sync.WaitGroup
-	defer wg.Wait()
-	slots := make(chan struct{}, r.cfg.Concurrency)
-	for ctx.Err() == nil {
-		free := cap(slots) - len(slots)
-		if free == 0 {
-			// Wait for a slot to free up.
-			select {
-			case slots <- struct{}{}:
-				<-slots
-			case <-ctx.Done():
-				return
-			}
-			continue
-		}
-		batch, err := r.claim(ctx, free)
-		if err != nil {
-			if ctx.Err() == nil {
-				r.log.Warn("cannot look for due webhook deliveries; retrying", "error", err)
-				sleep(ctx, r.cfg.PollInterval)
-			}
-			continue
-		}
-		for _, d := range batch {
-			slots <- struct{}{}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer func() { <-slots }()
+	for range r.cfg.Concurrency {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for d := range work {
+				if ctx.Err() != nil {
+					mu.Lock()
+					unstarted = append(unstarted, d.id)
+					mu.Unlock()
+					continue
+				}
 				r.attempt(context.WithoutCancel(ctx), d)
 				r.poke() // the seat's next event may be due now
-			}()
-		}
-		if len(batch) > 0 {
-			continue
+			}
+		}()
+	}
+	defer func() {
+		close(work)
+		wg.Wait()
+		r.release(unstarted)
+	}()
+	for ctx.Err() == nil {
+		if room := cap(work) - len(work); room > 0 {
+			batch, err := r.claim(ctx, room)
+			if err != nil && ctx.Err() == nil {
+				r.log.Warn("cannot look for due webhook deliveries; retrying", "error", err)
+			}
+			for _, d := range batch {
+				work <- d // never blocks: only this loop sends, and there was room
+			}
+			if len(batch) == room {
+				continue
+			}
 		}
 		t := time.NewTimer(r.cfg.PollInterval)
 		select {
@@ -71,6 +77,20 @@ func (r *Runner) dispatch(ctx context.Context) {
 		case <-ctx.Done():
 		}
 		t.Stop()
+	}
+}
+
+// release hands back deliveries claimed but not attempted, so another
+// replica need not wait for their leases to run out.
+func (r *Runner) release(ids []string) {
+	if len(ids) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := r.cfg.DB.Pool.Exec(ctx, `UPDATE webhook_deliveries SET leased_until = NULL, attempts = attempts - 1
+		WHERE id = ANY($1::uuid[]) AND status = 'pending'`, ids); err != nil {
+		r.log.Warn("could not release unstarted webhook deliveries; their leases will run out", "error", err)
 	}
 }
 
@@ -90,14 +110,13 @@ func (r *Runner) claim(ctx context.Context, n int) ([]due, error) {
 			WHERE d.status = 'pending' AND d.next_attempt_at <= now()
 			  AND (d.leased_until IS NULL OR d.leased_until < now())
 			  AND e.enabled AND e.deleted_at IS NULL
-			  AND NOT EXISTS (SELECT 1 FROM webhook_deliveries p
-			                  WHERE p.endpoint_id = d.endpoint_id AND p.seat_id = d.seat_id
-			                    AND p.seat_version < d.seat_version AND p.status = 'pending')
+			  AND d.seat_version = (SELECT min(p.seat_version) FROM webhook_deliveries p
+			                        WHERE p.endpoint_id = d.endpoint_id AND p.seat_id = d.seat_id AND p.status = 'pending')
 			  AND (d.seat_version = 1
 			       OR d.created_at < now() - $2::interval
 			       OR (SELECT count(*) FROM webhook_events v
 			           WHERE v.seat_id = d.seat_id AND v.version < d.seat_version) >= d.seat_version - 1)
-			ORDER BY d.next_attempt_at, d.seat_version
+			ORDER BY d.next_attempt_at
 			LIMIT $1
 			FOR UPDATE OF d SKIP LOCKED
 		)
@@ -220,7 +239,7 @@ func (r *Runner) record(ctx context.Context, d due, o outcome) error {
 	defer cancel()
 	wait := 100 * time.Millisecond
 	for {
-		err := pgx.BeginFunc(ctx, r.cfg.DB.Pool, func(tx pgx.Tx) error { return r.recordTx(ctx, tx, d, o) })
+		err := r.recordTx(ctx, d, o)
 		if err == nil || !storage.IsTransient(err) || ctx.Err() != nil {
 			return err
 		}
@@ -229,9 +248,9 @@ func (r *Runner) record(ctx context.Context, d due, o outcome) error {
 	}
 }
 
-func (r *Runner) recordTx(ctx context.Context, tx pgx.Tx, d due, o outcome) error {
-	var status *int
-	var errText, response *string
+// nullable returns the attempt's status code, error and response as
+// database values.
+func (o outcome) nullable() (status *int, errText, response *string) {
 	if o.status != 0 {
 		status = &o.status
 	}
@@ -241,22 +260,40 @@ func (r *Runner) recordTx(ctx context.Context, tx pgx.Tx, d due, o outcome) erro
 	if o.response != "" {
 		response = &o.response
 	}
-	if _, err := tx.Exec(ctx, `INSERT INTO webhook_attempts (delivery_id, started_at, duration_ms, status_code, error, response)
-		VALUES ($1, $2, $3, $4, $5, $6)`, d.id, o.started, o.duration.Milliseconds(), status, errText, response); err != nil {
-		return err
+	return status, errText, response
+}
+
+const insertAttempt = `INSERT INTO webhook_attempts (delivery_id, started_at, duration_ms, status_code, error, response)
+	VALUES ($1, $2, $3, $4, $5, $6)`
+
+// recordTx records the attempt; in a transaction of its own when the
+// delivery gives up (which may disable the endpoint), otherwise as one
+// pipelined implicit transaction, the common case's single round trip.
+func (r *Runner) recordTx(ctx context.Context, d due, o outcome) error {
+	status, errText, response := o.nullable()
+	if o.ok() || d.attempt < r.cfg.MaxAttempts {
+		var b pgx.Batch
+		b.Queue(insertAttempt, d.id, o.started, o.duration.Milliseconds(), status, errText, response)
+		// Only a delivery still pending moves on: one skipped while this
+		// attempt was in flight (its endpoint disabled or deleted) stays so.
+		if o.ok() {
+			b.Queue(`UPDATE webhook_deliveries SET status = 'succeeded', completed_at = now(),
+				leased_until = NULL, last_status_code = $2, last_error = NULL WHERE id = $1 AND status = 'pending'`, d.id, status)
+		} else {
+			delay := events.Backoff(r.cfg.RetryBase, r.cfg.RetryMax, uint64(d.attempt))
+			b.Queue(`UPDATE webhook_deliveries SET next_attempt_at = now() + $2::interval,
+				leased_until = NULL, last_status_code = $3, last_error = $4 WHERE id = $1 AND status = 'pending'`,
+				d.id, delay.String(), status, errText)
+		}
+		return r.cfg.DB.Pool.SendBatch(ctx, &b).Close()
 	}
-	// Only a delivery still pending moves on: one skipped while this
-	// attempt was in flight (its endpoint disabled or deleted) stays so.
-	switch {
-	case o.ok():
-		_, err := tx.Exec(ctx, `UPDATE webhook_deliveries SET status = 'succeeded', completed_at = now(),
-			leased_until = NULL, last_status_code = $2, last_error = NULL WHERE id = $1 AND status = 'pending'`, d.id, status)
-		return err
-	case d.attempt < r.cfg.MaxAttempts:
-		delay := events.Backoff(r.cfg.RetryBase, r.cfg.RetryMax, uint64(d.attempt))
-		_, err := tx.Exec(ctx, `UPDATE webhook_deliveries SET next_attempt_at = now() + $2::interval,
-			leased_until = NULL, last_status_code = $3, last_error = $4 WHERE id = $1 AND status = 'pending'`,
-			d.id, delay.String(), status, errText)
+	return pgx.BeginFunc(ctx, r.cfg.DB.Pool, func(tx pgx.Tx) error { return r.giveUp(ctx, tx, d, o) })
+}
+
+// giveUp records the last attempt of a delivery and marks it failed.
+func (r *Runner) giveUp(ctx context.Context, tx pgx.Tx, d due, o outcome) error {
+	status, errText, response := o.nullable()
+	if _, err := tx.Exec(ctx, insertAttempt, d.id, o.started, o.duration.Milliseconds(), status, errText, response); err != nil {
 		return err
 	}
 	// Lock the endpoint before the delivery, as Delete and a disabling

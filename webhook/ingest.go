@@ -9,6 +9,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/seatd/seatd/events"
@@ -48,74 +49,95 @@ type payload struct {
 // errUndecodable marks a stream message that can never become a webhook.
 var errUndecodable = errors.New("undecodable seat event")
 
-// ingest records one seat event and queues one delivery for each enabled
-// endpoint of the seat's organization that subscribes to its type and
-// existed when the event happened. It is idempotent: the event id is the
-// key, so a redelivered message (or the same event published twice) adds
-// nothing, and a delivery's id, the webhook-id, is fixed on first sight.
-// It returns how many deliveries it queued.
-func (r *Runner) ingest(ctx context.Context, data []byte) (int64, error) {
-	var ev events.SeatEvent
+// seatEvent is a decoded seat event and the webhook body made of it.
+type seatEvent struct {
+	events.SeatEvent
+	body []byte
+}
+
+// decode checks a stream message and builds the body every endpoint and
+// attempt will get, byte for byte.
+func decode(data []byte) (seatEvent, error) {
+	var ev seatEvent
 	var raw struct {
 		Data json.RawMessage `json:"data"`
 	}
-	if err := errors.Join(json.Unmarshal(data, &ev), json.Unmarshal(data, &raw)); err != nil {
-		return 0, fmt.Errorf("%w: %v", errUndecodable, err)
+	if err := errors.Join(json.Unmarshal(data, &ev.SeatEvent), json.Unmarshal(data, &raw)); err != nil {
+		return ev, fmt.Errorf("%w: %v", errUndecodable, err)
 	}
 	if _, err := uuid.Parse(ev.ID); err != nil {
-		return 0, fmt.Errorf("%w: event id %q", errUndecodable, ev.ID)
+		return ev, fmt.Errorf("%w: event id %q", errUndecodable, ev.ID)
 	}
 	if _, err := uuid.Parse(ev.Data.ID); err != nil {
-		return 0, fmt.Errorf("%w: seat id %q", errUndecodable, ev.Data.ID)
+		return ev, fmt.Errorf("%w: seat id %q", errUndecodable, ev.Data.ID)
 	}
 	if ev.Version < 1 || ev.Timestamp.IsZero() {
-		return 0, fmt.Errorf("%w: version %d, timestamp %v", errUndecodable, ev.Version, ev.Timestamp)
+		return ev, fmt.Errorf("%w: version %d, timestamp %v", errUndecodable, ev.Version, ev.Timestamp)
 	}
 	switch ev.Type {
 	case events.SeatAssigned, events.SeatClaimedEvent, events.SeatRevokedEvent:
 	default:
-		return 0, fmt.Errorf("%w: type %q", errUndecodable, ev.Type)
+		return ev, fmt.Errorf("%w: type %q", errUndecodable, ev.Type)
 	}
-	body, err := json.Marshal(payload{Type: ev.Type, Timestamp: ev.Timestamp, Data: raw.Data})
-	if err != nil {
-		return 0, fmt.Errorf("%w: %v", errUndecodable, err)
+	var err error
+	if ev.body, err = json.Marshal(payload{Type: ev.Type, Timestamp: ev.Timestamp, Data: raw.Data}); err != nil {
+		return ev, fmt.Errorf("%w: %v", errUndecodable, err)
 	}
+	return ev, nil
+}
+
+// ingestSQL records one seat event and queues one delivery for each
+// enabled endpoint of the seat's organization that subscribes to its type
+// and existed when the event happened; the pool's buyer names the
+// organization (a seat never changes pool). It is idempotent: the event id
+// is the key, so a redelivered message (or the same event published twice)
+// adds nothing, and a delivery's id, the webhook-id, is fixed on first
+// sight. Its row count is the number of deliveries queued.
+const ingestSQL = `
+WITH org AS (
+	SELECT c.organization_id AS id FROM customers c
+	WHERE c.id = (SELECT customer_id FROM subscriptions WHERE id = $1
+	              UNION ALL SELECT customer_id FROM orders WHERE id = $2 LIMIT 1)
+), ev AS (
+	INSERT INTO webhook_events (id, seat_id, version, type, organization_id, body)
+	VALUES ($3, $4, $5, $6, (SELECT id FROM org), $7)
+	ON CONFLICT (id) DO NOTHING
+	RETURNING organization_id
+)
+INSERT INTO webhook_deliveries (id, endpoint_id, event_id, seat_id, seat_version)
+SELECT gen_random_uuid(), e.id, $3, $4, $5 FROM webhook_endpoints e JOIN ev ON e.organization_id = ev.organization_id
+WHERE e.enabled AND e.deleted_at IS NULL AND $6 = ANY (e.events) AND e.created_at <= $8
+ON CONFLICT (endpoint_id, event_id) DO NOTHING`
+
+// ingest records evs in one transaction and one round trip, and returns
+// how many deliveries it queued.
+func (r *Runner) ingest(ctx context.Context, evs []seatEvent) (int64, error) {
 	var queued int64
-	err = pgx.BeginFunc(ctx, r.cfg.DB.Pool, func(tx pgx.Tx) error {
-		// The pool's buyer names the organization; a seat never changes pool.
-		var org *string
-		err := tx.QueryRow(ctx, `SELECT c.organization_id FROM customers c
-			WHERE c.id = (SELECT customer_id FROM subscriptions WHERE id = $1
-			              UNION ALL SELECT customer_id FROM orders WHERE id = $2 LIMIT 1)`,
-			ev.Data.SubscriptionID, ev.Data.OrderID).Scan(&org)
-		if err != nil && !errors.Is(err, pgx.ErrNoRows) {
-			return err
+	err := pgx.BeginFunc(ctx, r.cfg.DB.Pool, func(tx pgx.Tx) error {
+		var batch pgx.Batch
+		for _, ev := range evs {
+			batch.Queue(ingestSQL, ev.Data.SubscriptionID, ev.Data.OrderID, ev.ID, ev.Data.ID, ev.Version,
+				string(ev.Type), ev.body, ev.Timestamp).Exec(func(tag pgconn.CommandTag) error {
+				queued += tag.RowsAffected()
+				return nil
+			})
 		}
-		tag, err := tx.Exec(ctx, `INSERT INTO webhook_events (id, seat_id, version, type, organization_id, body)
-			VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO NOTHING`,
-			ev.ID, ev.Data.ID, ev.Version, string(ev.Type), org, body)
-		if err != nil || tag.RowsAffected() == 0 || org == nil {
-			return err // seen before (its deliveries exist), or no organization
-		}
-		tag, err = tx.Exec(ctx, `INSERT INTO webhook_deliveries (id, endpoint_id, event_id, seat_id, seat_version)
-			SELECT gen_random_uuid(), e.id, $2, $3, $4 FROM webhook_endpoints e
-			WHERE e.organization_id = $1 AND e.enabled AND e.deleted_at IS NULL
-			  AND $5 = ANY (e.events) AND e.created_at <= $6
-			ON CONFLICT (endpoint_id, event_id) DO NOTHING`,
-			*org, ev.ID, ev.Data.ID, ev.Version, string(ev.Type), ev.Timestamp)
-		queued = tag.RowsAffected()
-		return err
+		return tx.SendBatch(ctx, &batch).Close()
 	})
 	return queued, err
 }
 
+// ingestBatch is the most messages recorded in one transaction.
+const ingestBatch = 64
+
 // runIngest moves seat events from the stream into Postgres until ctx is
-// cancelled. A message is acknowledged only after its rows are committed,
-// so a replica killed at any moment loses nothing.
+// cancelled: the messages at hand, up to ingestBatch, in one transaction.
+// A message is acknowledged only after its rows are committed, so a replica
+// killed at any moment loses nothing.
 func (r *Runner) runIngest(ctx context.Context, cons jetstream.Consumer) error {
 	for ctx.Err() == nil {
 		fctx, cancel := context.WithTimeout(ctx, r.cfg.FetchWait)
-		batch, err := cons.Fetch(64, jetstream.FetchContext(fctx))
+		batch, err := cons.Fetch(ingestBatch, jetstream.FetchContext(fctx))
 		if err != nil {
 			cancel()
 			if ctx.Err() != nil {
@@ -125,32 +147,61 @@ func (r *Runner) runIngest(ctx context.Context, cons jetstream.Consumer) error {
 			sleep(ctx, time.Second)
 			continue
 		}
-		for msg := range batch.Messages() {
-			r.handleEvent(ctx, msg)
+		msgs := batch.Messages()
+		for msg := range msgs {
+			group := []jetstream.Msg{msg}
+		more:
+			for len(group) < ingestBatch {
+				select {
+				case m, ok := <-msgs:
+					if !ok {
+						break more
+					}
+					group = append(group, m)
+				default:
+					break more
+				}
+			}
+			r.handleEvents(ctx, group)
 		}
 		cancel()
 	}
 	return nil
 }
 
-func (r *Runner) handleEvent(ctx context.Context, msg jetstream.Msg) {
-	// Finish the message in hand even when stopping: it is short.
+func (r *Runner) handleEvents(ctx context.Context, msgs []jetstream.Msg) {
+	// Finish the messages in hand even when stopping: it is short.
 	ictx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
-	n, err := r.ingest(ictx, msg.Data())
-	switch {
-	case errors.Is(err, errUndecodable):
-		r.log.Error("seat event cannot become a webhook; dropping it", "error", err)
-		_ = msg.Term()
-	case err != nil:
-		r.log.Warn("cannot record seat event; it will come again", "error", err)
-		_ = msg.NakWithDelay(time.Second)
-	default:
-		if err := msg.DoubleAck(ictx); err != nil {
-			r.log.Warn("could not acknowledge seat event; it will come again, harmlessly", "error", err)
+	var good []jetstream.Msg
+	var evs []seatEvent
+	for _, msg := range msgs {
+		ev, err := decode(msg.Data())
+		if err != nil {
+			r.log.Error("seat event cannot become a webhook; dropping it", "error", err)
+			_ = msg.Term()
+			continue
 		}
-		if n > 0 {
-			r.poke()
+		good, evs = append(good, msg), append(evs, ev)
+	}
+	if len(evs) == 0 {
+		return
+	}
+	queued, err := r.ingest(ictx, evs)
+	for _, msg := range good {
+		if err != nil {
+			_ = msg.NakWithDelay(time.Second)
+		} else {
+			// A lost ack brings the message back, and ingest adds nothing
+			// the second time.
+			_ = msg.Ack()
 		}
+	}
+	if err != nil {
+		r.log.Warn("cannot record seat events; they will come again", "events", len(evs), "error", err)
+		return
+	}
+	if queued > 0 {
+		r.poke()
 	}
 }

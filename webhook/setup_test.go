@@ -44,7 +44,7 @@ type bundle struct {
 	sub   string
 }
 
-func setup(t *testing.T) *bundle {
+func setup(t testing.TB) *bundle {
 	t.Helper()
 	ctx := t.Context()
 	b := &bundle{dbURL: storagetest.NewDatabase(t)}
@@ -84,7 +84,7 @@ func setup(t *testing.T) *bundle {
 }
 
 // pool creates an organization, a buyer and a subscription.
-func (b *bundle) pool(t *testing.T, name string) (org, sub string) {
+func (b *bundle) pool(t testing.TB, name string) (org, sub string) {
 	t.Helper()
 	ctx := t.Context()
 	org, err := b.db.CreateOrganization(ctx, name, true, false)
@@ -103,7 +103,7 @@ func (b *bundle) pool(t *testing.T, name string) (org, sub string) {
 }
 
 // endpoint creates an endpoint of the bundle's organization.
-func (b *bundle) endpoint(t *testing.T, url string, types ...events.SeatEventType) (Endpoint, string) {
+func (b *bundle) endpoint(t testing.TB, url string, types ...events.SeatEventType) (Endpoint, string) {
 	t.Helper()
 	list := []string{}
 	for _, tp := range types {
@@ -120,7 +120,7 @@ func (b *bundle) endpoint(t *testing.T, url string, types ...events.SeatEventTyp
 }
 
 // config is a Runner configuration with test timings.
-func (b *bundle) config(t *testing.T) Config {
+func (b *bundle) config(t testing.TB) Config {
 	return Config{
 		DB: b.db, JS: b.js, Keys: b.keys, Log: testLogger(t),
 		Timeout: 2 * time.Second, RetryBase: 50 * time.Millisecond, RetryMax: 200 * time.Millisecond,
@@ -130,7 +130,7 @@ func (b *bundle) config(t *testing.T) Config {
 
 // run starts a Runner and returns a function that stops it and waits for
 // Run to return; the test's cleanup stops it too.
-func run(t *testing.T, cfg Config) (stop func()) {
+func run(t testing.TB, cfg Config) (stop func()) {
 	t.Helper()
 	r, err := New(cfg)
 	if err != nil {
@@ -157,7 +157,7 @@ func run(t *testing.T, cfg Config) (stop func()) {
 	return stop
 }
 
-func testLogger(t *testing.T) *slog.Logger {
+func testLogger(t testing.TB) *slog.Logger {
 	level := slog.LevelWarn + 4
 	if os.Getenv("SEATD_TEST_LOG") != "" {
 		level = slog.LevelDebug
@@ -180,7 +180,7 @@ func (b *bundle) seatEvent(sub, seatID string, version int, typ events.SeatEvent
 }
 
 // publish sends ev to the stream under msgID ("" for the relay's own).
-func (b *bundle) publish(t *testing.T, ev events.SeatEvent, msgID string) {
+func (b *bundle) publish(t testing.TB, ev events.SeatEvent, msgID string) {
 	t.Helper()
 	data, err := json.Marshal(ev)
 	if err != nil {
@@ -217,7 +217,7 @@ type receiver struct {
 	counts  map[string]int
 }
 
-func newReceiver(t *testing.T) *receiver {
+func newReceiver(t testing.TB) *receiver {
 	rc := &receiver{counts: map[string]int{}}
 	rc.srv = httptest.NewServer(http.HandlerFunc(rc.serve))
 	t.Cleanup(rc.srv.Close)
