@@ -26,9 +26,16 @@ import (
 // TestServeSendsWebhooks drives the built binary end to end: an assign and
 // a revoke over HTTP reach a receiver as customer_seat.assigned then
 // customer_seat.revoked webhooks, signed with the endpoint's secret, the
-// first one after the receiver failed it once.
+// first one after the receiver failed it once. Once with seatd serve, once
+// with the ingress, worker and webhooks roles as processes of their own.
 func TestServeSendsWebhooks(t *testing.T) {
 	seatdBinary(t)
+	for _, roles := range [][]string{{"serve"}, {"ingress", "worker", "webhooks"}} {
+		t.Run(strings.Join(roles, "+"), func(t *testing.T) { testSendsWebhooks(t, roles) })
+	}
+}
+
+func testSendsWebhooks(t *testing.T, roles []string) {
 	ctx := context.Background()
 	dbURL := storagetest.NewDatabase(t)
 	db, err := storage.Open(ctx, dbURL)
@@ -83,14 +90,22 @@ func TestServeSendsWebhooks(t *testing.T) {
 
 	port := strconv.Itoa(freePort(t))
 	base := "http://127.0.0.1:" + port
-	serve := startProc(t, "serve", childEnv(
+	env := childEnv(
 		"SEATD_DATA_DIR="+t.TempDir(),
 		"SEATD_HTTP_ADDR=127.0.0.1:"+port,
 		"DATABASE_URL="+dbURL,
 		"SEATD_SECRET_KEY="+hex.EncodeToString(secretKey),
 		"SEATD_WEBHOOK_RETRY_BASE=100ms",
-	), "serve")
-	waitHTTP(t, serve, base)
+	)
+	var procs []*proc
+	if len(roles) > 1 {
+		nats := startNATS(t)
+		env = append(env, "NATS_URL="+nats.URL())
+	}
+	for _, role := range roles {
+		procs = append(procs, startProc(t, role, env, role))
+	}
+	waitHTTP(t, procs[0], base)
 
 	call := postAssign(http.DefaultClient, base, ten, "dev@example.com", false)
 	if call.err != nil || call.status != 200 {
@@ -117,12 +132,14 @@ func TestServeSendsWebhooks(t *testing.T) {
 		}
 		return ok == 2, fmt.Sprintf("%d requests, %d answered 200", len(hits), ok)
 	})
-	serve.Signal(syscall.SIGTERM)
-	if code := serve.Wait(20 * time.Second); code != 0 {
-		t.Errorf("exit %d after SIGTERM", code)
-	}
-	if strings.Contains(serve.Output(), secret) {
-		t.Error("the endpoint secret appears in seatd's output")
+	for _, p := range procs {
+		p.Signal(syscall.SIGTERM)
+		if code := p.Wait(20 * time.Second); code != 0 {
+			t.Errorf("%s: exit %d after SIGTERM", p.name, code)
+		}
+		if strings.Contains(p.Output(), secret) {
+			t.Errorf("the endpoint secret appears in the output of %s", p.name)
+		}
 	}
 
 	mu.Lock()
@@ -151,5 +168,5 @@ func TestServeSendsWebhooks(t *testing.T) {
 	if err != nil || len(ds) != 2 || ds[1].Status != "succeeded" || len(ds[1].AttemptLog) != 2 {
 		t.Errorf("delivery log: %+v %v", ds, err)
 	}
-	t.Logf("SUMMARY serve webhooks: assign+revoke → %d requests, 2 delivered, 1 retry, signatures valid", len(hits))
+	t.Logf("SUMMARY %s webhooks: assign+revoke → %d requests, 2 delivered, 1 retry, signatures valid", strings.Join(roles, "+"), len(hits))
 }
