@@ -102,7 +102,9 @@ func (r *Runner) release(ids []string) {
 // SKIP LOCKED lets replicas claim side by side; the lease (the attempt's
 // timeout plus a margin) hands a delivery whose dispatcher died to another.
 func (r *Runner) claim(ctx context.Context, n int) ([]due, error) {
-	lease := r.cfg.Timeout + r.cfg.LeaseMargin
+	// A claimed delivery may wait in the buffer for one attempt before its
+	// own: two timeouts and a margin for recording.
+	lease := 2*r.cfg.Timeout + r.cfg.LeaseMargin
 	rows, err := r.cfg.DB.Pool.Query(ctx, `
 		WITH picked AS (
 			SELECT d.id FROM webhook_deliveries d

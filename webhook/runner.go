@@ -45,8 +45,8 @@ type Config struct {
 	// nothing told it of new ones (retries, other replicas' events);
 	// default 1s.
 	PollInterval time.Duration
-	// LeaseMargin is added to Timeout for the lease a Runner takes on a
-	// delivery it attempts: a Runner that dies mid-attempt holds the
+	// LeaseMargin is added to twice Timeout for the lease a Runner takes
+	// on a delivery it claims: a Runner that dies mid-attempt holds the
 	// delivery for that long; default 30s.
 	LeaseMargin time.Duration
 	// FetchWait bounds one pull request on the stream; default 5s.
