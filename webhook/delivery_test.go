@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/seatd/seatd/events"
 )
@@ -417,5 +418,45 @@ func TestOneWebhookIDPerEventAndEndpoint(t *testing.T) {
 		if !slices.Equal(got, want) {
 			t.Errorf("event %s: webhook-ids %v, want one per endpoint %v", key, got, want)
 		}
+	}
+}
+
+// A message that cannot become a webhook (not JSON, or refused by the
+// database) is dropped with a log line; the events around it are delivered.
+func TestBadEventsDoNotBlock(t *testing.T) {
+	b := setup(t)
+	rc := newReceiver(t)
+	ep, _ := b.endpoint(t, rc.srv.URL)
+	if _, err := b.js.Publish(t.Context(), events.SeatEventSubject(events.SeatAssigned), []byte("{not json"), jetstream.WithMsgID("junk")); err != nil {
+		t.Fatal(err)
+	}
+	huge := b.seatEvent(b.sub, uuid.NewString(), 1, events.SeatAssigned)
+	huge.Version = 3_000_000_000 // beyond Postgres's integer: refused by the database
+	b.publish(t, huge, "")
+	good := b.seatEvent(b.sub, uuid.NewString(), 1, events.SeatAssigned)
+	b.publish(t, good, "")
+	run(t, b.config(t))
+
+	b.waitStatus(t, ep.ID, good.ID, "succeeded", 10*time.Second)
+	checkFor(t, 10*time.Second, func() error {
+		cons, err := b.js.Consumer(t.Context(), events.SeatEventsStream, Consumer)
+		if err != nil {
+			return err
+		}
+		info, err := cons.Info(t.Context())
+		if err != nil {
+			return err
+		}
+		if info.NumPending != 0 || info.NumAckPending != 0 {
+			return fmt.Errorf("consumer: %d pending, %d awaiting ack", info.NumPending, info.NumAckPending)
+		}
+		return nil
+	})
+	var n int
+	if err := b.db.Pool.QueryRow(t.Context(), `SELECT count(*) FROM webhook_events`).Scan(&n); err != nil || n != 1 {
+		t.Errorf("%d events recorded (%v), want only the good one", n, err)
+	}
+	if len(rc.all()) != 1 {
+		t.Errorf("receiver got %d requests, want 1", len(rc.all()))
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/seatd/seatd/events"
+	"github.com/seatd/seatd/storage"
 )
 
 // Consumer is the durable JetStream consumer on events.SeatEventsStream
@@ -70,6 +71,13 @@ func decode(data []byte) (seatEvent, error) {
 	}
 	if _, err := uuid.Parse(ev.Data.ID); err != nil {
 		return ev, fmt.Errorf("%w: seat id %q", errUndecodable, ev.Data.ID)
+	}
+	for _, id := range []*string{ev.Data.SubscriptionID, ev.Data.OrderID} {
+		if id != nil {
+			if _, err := uuid.Parse(*id); err != nil {
+				return ev, fmt.Errorf("%w: pool id %q", errUndecodable, *id)
+			}
+		}
 	}
 	if ev.Version < 1 || ev.Timestamp.IsZero() {
 		return ev, fmt.Errorf("%w: version %d, timestamp %v", errUndecodable, ev.Version, ev.Timestamp)
@@ -188,6 +196,25 @@ func (r *Runner) handleEvents(ctx context.Context, msgs []jetstream.Msg) {
 		return
 	}
 	queued, err := r.ingest(ictx, evs)
+	if err != nil && !storage.IsTransient(err) {
+		// One bad event must not hold up its neighbours: record each
+		// alone, and drop only the one that fails the same way again.
+		queued, err = 0, nil
+		for i, ev := range evs {
+			n, err := r.ingest(ictx, []seatEvent{ev})
+			switch {
+			case err == nil:
+				queued += n
+				_ = good[i].Ack()
+			case storage.IsTransient(err):
+				_ = good[i].NakWithDelay(time.Second)
+			default:
+				r.log.Error("seat event cannot be recorded; dropping it", "event_id", ev.ID, "error", err)
+				_ = good[i].Term()
+			}
+		}
+		good = nil
+	}
 	for _, msg := range good {
 		if err != nil {
 			_ = msg.NakWithDelay(time.Second)
