@@ -2,8 +2,6 @@ package webhook
 
 import (
 	"fmt"
-	"os"
-	"strconv"
 	"testing"
 	"time"
 
@@ -24,9 +22,6 @@ func BenchmarkDeliver(b *testing.B) {
 	bt.endpoint(b, rc.srv.URL)
 	cfg := bt.config(b)
 	cfg.Log = testLogger(b)
-	if c := os.Getenv("BENCH_CONC"); c != "" {
-		cfg.Concurrency, _ = strconv.Atoi(c)
-	}
 	run(b, cfg)
 	var evs []events.SeatEvent
 	for len(evs) < b.N {

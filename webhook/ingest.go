@@ -23,7 +23,7 @@ const Consumer = "seatd-webhooks"
 // SetupConsumer creates or updates the durable consumer. It is safe to call
 // from many replicas at once. A consumer created for the first time starts
 // at the beginning of the stream; events older than an endpoint are not
-// sent to it (see ingest).
+// sent to it (see ingestSQL).
 func SetupConsumer(ctx context.Context, js jetstream.JetStream, ackWait time.Duration) (jetstream.Consumer, error) {
 	if ackWait <= 0 {
 		ackWait = 30 * time.Second
