@@ -39,6 +39,10 @@ const usage = `usage: seatctl COMMAND [flags]
   import (--subscription SUB | --order ORD) [--dry-run] [--report PATH] [--timeout 10m] [--in-flight N] FILE|-
   dlq list | dlq show ID | dlq replay (ID | --all) | dlq purge
   status [--json] [--pools 5] [--max-queued-age 2m] [--max-outbox-age 1m] [--max-mail-age 15m]
+  webhook create --org ORG --url URL [--events customer_seat.assigned,...]
+  webhook list --org ORG | webhook delete ID | webhook rotate-secret ID | webhook enable ID
+  webhook deliveries ID [--status S] [--limit N]
+  webhook redeliver (DELIVERY | --endpoint ID)
 
 Configuration comes from the same environment as seatd (DATABASE_URL,
 NATS_URL, SEATD_DATA_DIR, SEATD_SECRET_KEY).`
@@ -189,6 +193,13 @@ var commands = map[string]command{
 	"import":                 importCmd,
 	"dlq":                    deadLetterCmd,
 	"status":                 statusCmd,
+	"webhook create":         webhookCreate,
+	"webhook list":           webhookList,
+	"webhook delete":         webhookDelete,
+	"webhook rotate-secret":  webhookRotate,
+	"webhook enable":         webhookEnable,
+	"webhook deliveries":     webhookDeliveries,
+	"webhook redeliver":      webhookRedeliver,
 }
 
 // parse parses flags, allowing them after positional arguments too.

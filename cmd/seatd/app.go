@@ -42,9 +42,9 @@ func NewMain() *Main {
 // ParseFlags reads the role's flags with environment fallbacks.
 func (m *Main) ParseFlags(role string, args []string) error {
 	switch role {
-	case "serve", "ingress", "worker", "mailer", "migrate":
+	case "serve", "ingress", "worker", "mailer", "webhooks", "migrate":
 	default:
-		return fmt.Errorf("unknown role %q (want serve, ingress, worker, mailer or migrate)", role)
+		return fmt.Errorf("unknown role %q (want serve, ingress, worker, mailer, webhooks or migrate)", role)
 	}
 	m.Role = role
 	fs := flag.NewFlagSet("seatd "+role, flag.ContinueOnError)
@@ -153,6 +153,13 @@ func (m *Main) Run(ctx context.Context) error {
 	}
 	if all || m.Role == "mailer" {
 		r, err := roles.Mailer(cfg, deps, roles.Tuning{})
+		if err != nil {
+			return err
+		}
+		background(r.Name, r.Run)
+	}
+	if all || m.Role == "webhooks" {
+		r, err := roles.Webhooks(cfg, deps)
 		if err != nil {
 			return err
 		}

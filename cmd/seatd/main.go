@@ -1,9 +1,10 @@
 // Command seatd is the seat assignment service.
 //
-//	seatd serve     ingress, worker and mailer in one process
+//	seatd serve     ingress, worker, mailer and webhooks in one process
 //	seatd ingress   the HTTP edge only
 //	seatd worker    the request worker, outbox relay and sweepers only
 //	seatd mailer    the invitation mailer only
+//	seatd webhooks  the webhook sender only
 //	seatd migrate   apply database migrations and exit
 //
 // Every role reads the same flags and environment (seatd ROLE -h lists
@@ -23,7 +24,7 @@ import (
 
 func main() {
 	if len(os.Args) < 2 || os.Args[1] == "-h" || os.Args[1] == "--help" || os.Args[1] == "help" {
-		fmt.Fprintln(os.Stderr, "usage: seatd serve|ingress|worker|mailer|migrate [flags]  (seatd ROLE -h for flags)")
+		fmt.Fprintln(os.Stderr, "usage: seatd serve|ingress|worker|mailer|webhooks|migrate [flags]  (seatd ROLE -h for flags)")
 		if len(os.Args) < 2 {
 			os.Exit(2)
 		}

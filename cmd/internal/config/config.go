@@ -46,6 +46,14 @@ type Config struct {
 	WorkerBatch        int
 	MaxDeliveries      int
 	LogLevel           string
+
+	// Webhooks (package webhook).
+	WebhookTimeout      time.Duration
+	WebhookRetryBase    time.Duration
+	WebhookRetryMax     time.Duration
+	WebhookMaxAttempts  int
+	WebhookDisableAfter int
+	WebhookConcurrency  int
 }
 
 // Defaults returns the configuration used when nothing is set.
@@ -69,6 +77,13 @@ func Defaults() Config {
 		WorkerBatch:        64,
 		MaxDeliveries:      10,
 		LogLevel:           "info",
+
+		WebhookTimeout:      10 * time.Second,
+		WebhookRetryBase:    2 * time.Second,
+		WebhookRetryMax:     20 * time.Minute,
+		WebhookMaxAttempts:  10,
+		WebhookDisableAfter: 10,
+		WebhookConcurrency:  8,
 	}
 }
 
@@ -103,6 +118,12 @@ func (c *Config) settings() []setting {
 		{"worker-batch", "SEATD_WORKER_BATCH", "requests applied per transaction", false, &c.WorkerBatch},
 		{"max-deliveries", "SEATD_MAX_DELIVERIES", "deliveries before a failing request is dead-lettered", false, &c.MaxDeliveries},
 		{"log-level", "SEATD_LOG_LEVEL", "debug, info, warn or error", false, &c.LogLevel},
+		{"webhook-timeout", "SEATD_WEBHOOK_TIMEOUT", "how long one webhook attempt may take before it counts as failed", false, &c.WebhookTimeout},
+		{"webhook-retry-base", "SEATD_WEBHOOK_RETRY_BASE", "delay after a webhook's first failed attempt (doubling)", false, &c.WebhookRetryBase},
+		{"webhook-retry-max", "SEATD_WEBHOOK_RETRY_MAX", "longest delay between attempts of a webhook", false, &c.WebhookRetryMax},
+		{"webhook-max-attempts", "SEATD_WEBHOOK_MAX_ATTEMPTS", "attempts before a webhook delivery is recorded failed", false, &c.WebhookMaxAttempts},
+		{"webhook-disable-after", "SEATD_WEBHOOK_DISABLE_AFTER", "failed deliveries in a row after which an endpoint is disabled", false, &c.WebhookDisableAfter},
+		{"webhook-concurrency", "SEATD_WEBHOOK_CONCURRENCY", "webhook attempts one process makes at once", false, &c.WebhookConcurrency},
 	}
 }
 
@@ -177,6 +198,12 @@ func (c *Config) Validate() error {
 	if c.SyncTimeout <= 0 || c.InvitationTTL <= 0 {
 		return errors.New("SEATD_SYNC_TIMEOUT and SEATD_INVITATION_TTL must be positive")
 	}
+	if c.WebhookTimeout <= 0 || c.WebhookRetryBase <= 0 || c.WebhookRetryMax < c.WebhookRetryBase {
+		return errors.New("SEATD_WEBHOOK_TIMEOUT and SEATD_WEBHOOK_RETRY_BASE must be positive, SEATD_WEBHOOK_RETRY_MAX at least the base")
+	}
+	if c.WebhookMaxAttempts < 1 || c.WebhookDisableAfter < 1 || c.WebhookConcurrency < 1 {
+		return errors.New("SEATD_WEBHOOK_MAX_ATTEMPTS, SEATD_WEBHOOK_DISABLE_AFTER and SEATD_WEBHOOK_CONCURRENCY must be at least 1")
+	}
 	if u, err := url.Parse(c.PublicURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return fmt.Errorf("SEATD_PUBLIC_URL must be an http(s) URL, not %q", c.PublicURL)
 	}
@@ -207,7 +234,7 @@ func (c *Config) Print(w io.Writer) {
 		if v == "" {
 			v = "(unset)"
 		}
-		fmt.Fprintf(w, "  %-26s %s\n", s.env, v)
+		fmt.Fprintf(w, "  %-30s %s\n", s.env, v)
 	}
 }
 

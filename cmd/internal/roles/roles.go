@@ -1,6 +1,7 @@
 // Package roles builds seatd's roles from a configuration and the
 // connections they share: the worker (consumer, outbox relay, requeuer and,
-// when configured, the expiry sweeper), the mailer and the HTTP ingress.
+// when configured, the expiry sweeper), the mailer, the webhook sender and
+// the HTTP ingress.
 // It is the one place the services are wired together: `seatd` runs what
 // it returns, and the end-to-end tests (cmd/seatdtest) run the same thing.
 //
@@ -22,6 +23,7 @@ import (
 	"github.com/seatd/seatd/mailer"
 	"github.com/seatd/seatd/storage"
 	"github.com/seatd/seatd/storage/secret"
+	"github.com/seatd/seatd/webhook"
 	"github.com/seatd/seatd/worker"
 )
 
@@ -90,4 +92,16 @@ func Mailer(cfg *config.Config, d Deps, tune Tuning) (Runner, error) {
 func Ingress(cfg *config.Config, d Deps) (*ingress.Server, error) {
 	return ingress.New(ingress.Config{DB: d.DB, NC: d.NC, JS: d.JS, Keys: d.Keys, Log: d.Log,
 		SyncTimeout: cfg.SyncTimeout, RateLimit: cfg.RateLimit, RateBurst: cfg.RateBurst})
+}
+
+// Webhooks is the webhook sender: the seat-event consumer and the
+// dispatcher of deliveries to the organizations' endpoints.
+func Webhooks(cfg *config.Config, d Deps) (Runner, error) {
+	r, err := webhook.New(webhook.Config{DB: d.DB, JS: d.JS, Keys: d.Keys, Log: d.Log,
+		Timeout: cfg.WebhookTimeout, RetryBase: cfg.WebhookRetryBase, RetryMax: cfg.WebhookRetryMax,
+		MaxAttempts: cfg.WebhookMaxAttempts, DisableAfter: cfg.WebhookDisableAfter, Concurrency: cfg.WebhookConcurrency})
+	if err != nil {
+		return Runner{}, err
+	}
+	return Runner{"webhooks", r.Run}, nil
 }
