@@ -25,6 +25,7 @@ unit:
 FUZZ_TARGETS := \
 	./events:FuzzDecodeSeatAssign \
 	./events:FuzzDecodeRequest \
+	./events:FuzzEdgeQueueRoundTrip \
 	./cmd/internal/importfile:FuzzParse
 
 fuzz:

@@ -55,22 +55,35 @@ func WithPrefix(prefix []any, errs []FieldError) []FieldError {
 // DecodeSeatAssign parses and validates a SeatAssign body. It returns the
 // decoded value, or the list of everything wrong with it (locations are
 // relative to the body, starting with "body"). Unknown fields are ignored.
+//
+// What it accepts is exactly what the queue and the worker accept: the
+// metadata is kept as its compact JSON text (the canonical form, measured
+// once, here) and Encode and DecodeRequest carry it unchanged.
 func DecodeSeatAssign(body []byte) (SeatAssign, []FieldError) {
+	bodyErr := func(msg, typ string) (SeatAssign, []FieldError) {
+		return SeatAssign{}, []FieldError{{Loc: []any{"body"}, Msg: msg, Type: typ}}
+	}
+	if msg := jsonTextProblem(body); msg != "" {
+		return bodyErr("JSON decode error: "+msg, "json_invalid")
+	}
 	var fields map[string]json.RawMessage
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.UseNumber()
 	if err := dec.Decode(&fields); err != nil {
 		var typeErr *json.UnmarshalTypeError
 		if errors.As(err, &typeErr) {
-			return SeatAssign{}, []FieldError{{Loc: []any{"body"}, Msg: "Input should be a valid dictionary or object to extract fields from", Type: "model_attributes_type"}}
+			return bodyErr("Input should be a valid dictionary or object to extract fields from", "model_attributes_type")
 		}
-		return SeatAssign{}, []FieldError{{Loc: []any{"body"}, Msg: "JSON decode error: " + err.Error(), Type: "json_invalid"}}
+		return bodyErr("JSON decode error: "+err.Error(), "json_invalid")
 	}
 	if dec.More() {
-		return SeatAssign{}, []FieldError{{Loc: []any{"body"}, Msg: "JSON decode error: unexpected data after the object", Type: "json_invalid"}}
+		return bodyErr("JSON decode error: unexpected data after the object", "json_invalid")
 	}
 	if fields == nil { // the literal null
-		return SeatAssign{}, []FieldError{{Loc: []any{"body"}, Msg: "Input should be a valid dictionary or object to extract fields from", Type: "model_attributes_type"}}
+		return bodyErr("Input should be a valid dictionary or object to extract fields from", "model_attributes_type")
+	}
+	if k, dup := duplicateKey(body, 1); dup {
+		return SeatAssign{}, []FieldError{{Loc: []any{"body", k}, Msg: fmt.Sprintf("Duplicate key %q", k), Type: "value_error"}}
 	}
 	return validateFields(fields)
 }
@@ -132,23 +145,14 @@ func validateFields(fields map[string]json.RawMessage) (SeatAssign, []FieldError
 		}
 	}
 	if raw, ok := fields["metadata"]; ok && !isNull(raw) {
-		var m map[string]json.RawMessage
-		if err := json.Unmarshal(raw, &m); err != nil {
-			fail("metadata", "Input should be a valid dictionary", "dict_type")
-		} else {
-			var compact bytes.Buffer
-			_ = json.Compact(&compact, raw) // raw came from a successful decode
-			switch {
-			case len(m) > MaxMetadataKeys:
-				fail("metadata", fmt.Sprintf("Metadata can have at most %d keys", MaxMetadataKeys), "value_error")
-			case compact.Len() > MaxMetadataBytes:
-				fail("metadata", fmt.Sprintf("Metadata must be at most %d bytes when serialized", MaxMetadataBytes), "value_error")
-			case bytes.ContainsRune(compact.Bytes(), 0) || strings.Contains(compact.String(), `\u0000`):
-				// Postgres jsonb cannot hold NUL characters.
-				fail("metadata", "Metadata must not contain NUL characters", "value_error")
-			default:
-				a.Metadata = json.RawMessage(compact.Bytes())
+		if meta, msg := checkMetadata(raw); msg != "" {
+			typ := "value_error"
+			if msg == msgDictType {
+				typ = "dict_type"
 			}
+			fail("metadata", msg, typ)
+		} else {
+			a.Metadata = meta
 		}
 	}
 	if raw, ok := fields["immediate_claim"]; ok && !isNull(raw) {
@@ -172,14 +176,51 @@ func validateFields(fields map[string]json.RawMessage) (SeatAssign, []FieldError
 }
 
 // Validate checks an already decoded SeatAssign (as read from a queue
-// message) against the same rules as DecodeSeatAssign.
+// message) against the same rules as DecodeSeatAssign, on its canonical
+// encoding.
 func (a SeatAssign) Validate() []FieldError {
-	b, err := json.Marshal(a)
+	b, err := Marshal(a)
 	if err != nil {
 		return []FieldError{{Loc: []any{"body"}, Msg: err.Error(), Type: "value_error"}}
 	}
 	_, errs := DecodeSeatAssign(b)
 	return errs
+}
+
+const msgDictType = "Input should be a valid dictionary"
+
+// checkMetadata validates a metadata object and returns its canonical form
+// (compact JSON text, nothing escaped that was not escaped when sent), or
+// why it is refused. The limits apply to the canonical form, which is what
+// travels through the queue and is measured again by the worker.
+func checkMetadata(raw json.RawMessage) (json.RawMessage, string) {
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &m); err != nil || m == nil {
+		return nil, msgDictType
+	}
+	if k, dup := duplicateKey(raw, 0); dup {
+		return nil, fmt.Sprintf("Metadata has the key %q more than once", k)
+	}
+	if msg := jsonTextProblem(raw); msg != "" {
+		return nil, "Metadata: " + msg
+	}
+	if msg := numberProblem(raw); msg != "" {
+		return nil, "Metadata: " + msg
+	}
+	var compact bytes.Buffer
+	if err := json.Compact(&compact, raw); err != nil {
+		return nil, msgDictType
+	}
+	switch {
+	case len(m) > MaxMetadataKeys:
+		return nil, fmt.Sprintf("Metadata can have at most %d keys", MaxMetadataKeys)
+	case compact.Len() > MaxMetadataBytes:
+		return nil, fmt.Sprintf("Metadata must be at most %d bytes when serialized", MaxMetadataBytes)
+	case hasNUL(compact.Bytes()):
+		// Postgres jsonb cannot hold NUL characters.
+		return nil, "Metadata must not contain NUL characters"
+	}
+	return json.RawMessage(compact.Bytes()), ""
 }
 
 func count(ss ...string) int {
