@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/mail"
 	"strings"
 	"unicode/utf8"
 
@@ -126,10 +125,10 @@ func validateFields(fields map[string]json.RawMessage) (SeatAssign, []FieldError
 	uuidField("order_id", &a.OrderID)
 	uuidField("customer_id", &a.CustomerID)
 	if s, ok := str("email"); ok {
-		if msg := checkEmail(s); msg != "" {
+		if e, msg := ParseEmail(s); msg != "" {
 			fail("email", "value is not a valid email address: "+msg, "value_error")
 		} else {
-			a.Email = strings.TrimSpace(s)
+			a.Email = e.Display
 		}
 	}
 	if s, ok := str("external_customer_id"); ok {
@@ -237,31 +236,5 @@ func isNull(raw json.RawMessage) bool {
 	return string(bytes.TrimSpace(raw)) == "null"
 }
 
-// checkEmail returns why s is not a plain address (local@domain.tld), or "".
-func checkEmail(s string) string {
-	s = strings.TrimSpace(s)
-	if s == "" {
-		return "an email address must have an @-sign"
-	}
-	if len(s) > MaxEmailLength {
-		return "the address is too long"
-	}
-	addr, err := mail.ParseAddress(s)
-	if err != nil || addr.Name != "" || addr.Address != s {
-		return "not a plain address of the form name@example.com"
-	}
-	at := strings.LastIndexByte(s, '@')
-	domain := s[at+1:]
-	if !strings.Contains(domain, ".") || strings.HasPrefix(domain, ".") || strings.HasSuffix(domain, ".") || strings.Contains(domain, "..") {
-		return "the part after the @-sign is not a valid domain"
-	}
-	for _, r := range s {
-		if r < 0x21 || r == 0x7f {
-			return "the address contains invalid characters"
-		}
-	}
-	return ""
-}
-
-// NormalizeEmail is the form used to compare addresses: trimmed, lower case.
-func NormalizeEmail(s string) string { return strings.ToLower(strings.TrimSpace(s)) }
+// NormalizeEmail is the form used to compare addresses: see EmailKey.
+func NormalizeEmail(s string) string { return EmailKey(s) }

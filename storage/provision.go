@@ -3,10 +3,11 @@ package storage
 import (
 	"context"
 	"errors"
-	"fmt"
 	"regexp"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
@@ -39,16 +40,20 @@ func (db *DB) CreateCustomer(ctx context.Context, orgID, email, externalID strin
 	if !isUUIDString(orgID) {
 		return "", events.Errorf(events.CodeInvalid, "organization id %q is not a UUID", orgID)
 	}
-	if _, errs := events.DecodeSeatAssign([]byte(fmt.Sprintf(`{"order_id":%q,"email":%q}`, uuid.Nil, email))); errs != nil {
-		return "", events.Errorf(events.CodeInvalid, "invalid email %q", email)
+	addr, msg := events.ParseEmail(email)
+	if msg != "" {
+		return "", events.Errorf(events.CodeInvalid, "invalid email %q: %s", email, msg)
 	}
 	var ext *string
 	if externalID != "" {
+		if len(externalID) > events.MaxExternalID || !utf8.ValidString(externalID) || strings.ContainsFunc(externalID, unicode.IsControl) {
+			return "", events.Errorf(events.CodeInvalid, "invalid external id %q: at most %d characters, no control characters", externalID, events.MaxExternalID)
+		}
 		ext = &externalID
 	}
 	id := uuid.NewString()
-	_, err := db.Pool.Exec(ctx, `INSERT INTO customers (id, organization_id, email, external_id) VALUES ($1, $2, $3, $4)`,
-		id, orgID, email, ext)
+	_, err := db.Pool.Exec(ctx, `INSERT INTO customers (id, organization_id, email, email_key, external_id) VALUES ($1, $2, $3, $4, $5)`,
+		id, orgID, addr.Display, addr.Key, ext)
 	return id, provisionErr(err, "organization")
 }
 
@@ -64,9 +69,13 @@ func (db *DB) CreateMember(ctx context.Context, customerID, email, role string) 
 	default:
 		return "", events.Errorf(events.CodeInvalid, "role must be owner, billing_manager or member")
 	}
+	addr, msg := events.ParseEmail(email)
+	if msg != "" {
+		return "", events.Errorf(events.CodeInvalid, "invalid email %q: %s", email, msg)
+	}
 	id := uuid.NewString()
-	_, err := db.Pool.Exec(ctx, `INSERT INTO members (id, customer_id, email, role) VALUES ($1, $2, $3, $4)`,
-		id, customerID, email, role)
+	_, err := db.Pool.Exec(ctx, `INSERT INTO members (id, customer_id, email, email_key, role) VALUES ($1, $2, $3, $4, $5)`,
+		id, customerID, addr.Display, addr.Key, role)
 	return id, provisionErr(err, "customer")
 }
 
@@ -152,6 +161,11 @@ func (db *DB) CreateCheckout(ctx context.Context, subID, orderID string) (string
 func (db *DB) CreateSession(ctx context.Context, customerID, memberID string, scopes []string, ttl time.Duration) (string, time.Time, error) {
 	if len(scopes) == 0 {
 		scopes = DefaultScopes
+	}
+	for _, sc := range scopes {
+		if sc != ScopeRead && sc != ScopeWrite {
+			return "", time.Time{}, events.Errorf(events.CodeInvalid, "unknown scope %q: scopes are %s and %s", sc, ScopeRead, ScopeWrite)
+		}
 	}
 	if ttl <= 0 {
 		return "", time.Time{}, events.Errorf(events.CodeInvalid, "ttl must be positive")
