@@ -147,6 +147,7 @@ const (
 	CodeInvalidToken        Code = "invalid_invitation_token"
 	CodeConflict            Code = "conflict"
 	CodeTooLarge            Code = "request_too_large"
+	CodeTimeout             Code = "request_timeout"
 	CodeRateLimited         Code = "rate_limited"
 	CodeDeadLettered        Code = "dead_lettered"
 	CodeUnavailable         Code = "unavailable"
@@ -167,6 +168,7 @@ var statuses = map[Code]int{
 	CodeInvalidToken:        400,
 	CodeConflict:            409,
 	CodeTooLarge:            413,
+	CodeTimeout:             408,
 	CodeRateLimited:         429,
 	CodeDeadLettered:        500,
 	CodeUnavailable:         503,

@@ -162,11 +162,6 @@ func (db *DB) CreateSession(ctx context.Context, customerID, memberID string, sc
 	if len(scopes) == 0 {
 		scopes = DefaultScopes
 	}
-	for _, sc := range scopes {
-		if sc != ScopeRead && sc != ScopeWrite {
-			return "", time.Time{}, events.Errorf(events.CodeInvalid, "unknown scope %q: scopes are %s and %s", sc, ScopeRead, ScopeWrite)
-		}
-	}
 	if ttl <= 0 {
 		return "", time.Time{}, events.Errorf(events.CodeInvalid, "ttl must be positive")
 	}

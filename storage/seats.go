@@ -424,6 +424,11 @@ func revokeLocked(ctx context.Context, tx pgx.Tx, seat seatRow, now time.Time) (
 		WHERE seat_id = $1 AND delivery_state IN ('queued', 'sending')`, id, now); err != nil {
 		return seatRow{}, err
 	}
+	// The session the claim created ends with the seat: its token no longer
+	// authenticates, and an idempotent replay of the claim cannot revive it.
+	if _, err := tx.Exec(ctx, `DELETE FROM sessions WHERE seat_id = $1`, id); err != nil {
+		return seatRow{}, err
+	}
 	table, poolID := "subscriptions", seat.seat.SubscriptionID
 	if poolID == nil {
 		table, poolID = "orders", seat.seat.OrderID
@@ -471,9 +476,10 @@ func (db *DB) claim(ctx context.Context, tx pgx.Tx, st Settings, r events.Reques
 	// a customer session otherwise. Its token derives from the request id,
 	// so an idempotent replay of this claim returns the same token.
 	sessionID := uuid.NewSHA1(uuid.NameSpaceOID, []byte("claim-session:"+r.ID)).String()
-	if _, err := tx.Exec(ctx, `INSERT INTO sessions (id, token_hash, customer_id, member_id, scopes, expires_at)
-		VALUES ($1, $2, $3, $4, $5, $6)`, sessionID, HashToken(st.Keys.SessionToken(r.ID)),
-		*seat.seat.CustomerID, seat.seat.MemberID, DefaultScopes, now.Add(st.sessionTTL())); err != nil {
+	// The session belongs to the seat: revoking the seat ends it.
+	if _, err := tx.Exec(ctx, `INSERT INTO sessions (id, token_hash, customer_id, member_id, scopes, expires_at, seat_id)
+		VALUES ($1, $2, $3, $4, $5, $6, $7)`, sessionID, HashToken(st.Keys.SessionToken(r.ID)),
+		*seat.seat.CustomerID, seat.seat.MemberID, DefaultScopes, now.Add(st.sessionTTL()), seatID); err != nil {
 		return events.Result{}, fmt.Errorf("claim session: %w", err)
 	}
 	if err := emitSeatEvent(ctx, tx, events.SeatClaimedEvent, seat, now); err != nil {
