@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 	"unicode/utf8"
 
@@ -62,9 +64,6 @@ func DecodeSeatAssign(body []byte) (SeatAssign, []FieldError) {
 	bodyErr := func(msg, typ string) (SeatAssign, []FieldError) {
 		return SeatAssign{}, []FieldError{{Loc: []any{"body"}, Msg: msg, Type: typ}}
 	}
-	if msg := jsonTextProblem(body); msg != "" {
-		return bodyErr("JSON decode error: "+msg, "json_invalid")
-	}
 	var fields map[string]json.RawMessage
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.UseNumber()
@@ -80,6 +79,20 @@ func DecodeSeatAssign(body []byte) (SeatAssign, []FieldError) {
 	}
 	if fields == nil { // the literal null
 		return bodyErr("Input should be a valid dictionary or object to extract fields from", "model_attributes_type")
+	}
+	// Text Go would decode by replacing it with U+FFFD is refused, naming
+	// the field when it is inside one.
+	var textErrs []FieldError
+	for _, k := range slices.Sorted(maps.Keys(fields)) {
+		if msg := jsonTextProblem(fields[k]); msg != "" {
+			textErrs = append(textErrs, FieldError{Loc: []any{"body", k}, Msg: msg, Type: "value_error"})
+		}
+	}
+	if textErrs != nil {
+		return SeatAssign{}, textErrs
+	}
+	if msg := jsonTextProblem(body); msg != "" {
+		return bodyErr("JSON decode error: "+msg, "json_invalid")
 	}
 	if k, dup := duplicateKey(body, 1); dup {
 		return SeatAssign{}, []FieldError{{Loc: []any{"body", k}, Msg: fmt.Sprintf("Duplicate key %q", k), Type: "value_error"}}

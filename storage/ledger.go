@@ -248,7 +248,7 @@ func (db *DB) Batch(ctx context.Context, id, caller string) (Batch, error) {
 // before olderThan, oldest first: the candidates for re-publishing when a
 // message may have been lost between the ledger and the stream.
 func (db *DB) Queued(ctx context.Context, olderThan time.Time, limit int) ([]events.Request, error) {
-	rows, err := db.Pool.Query(ctx, `SELECT payload FROM requests WHERE status = 'queued' AND created_at < $1
+	rows, err := db.Pool.Query(ctx, `SELECT id, op, caller, payload FROM requests WHERE status = 'queued' AND created_at < $1
 		ORDER BY created_at LIMIT $2`, olderThan, limit)
 	if err != nil {
 		return nil, err
@@ -256,13 +256,18 @@ func (db *DB) Queued(ctx context.Context, olderThan time.Time, limit int) ([]eve
 	defer rows.Close()
 	var out []events.Request
 	for rows.Next() {
-		var payload []byte
-		if err := rows.Scan(&payload); err != nil {
+		var (
+			id, op, caller string
+			payload        []byte
+		)
+		if err := rows.Scan(&id, &op, &caller, &payload); err != nil {
 			return nil, err
 		}
 		var r events.Request
-		if err := json.Unmarshal(payload, &r); err != nil {
-			continue
+		if err := json.Unmarshal(payload, &r); err != nil || r.ID != id {
+			// Returned as it stands, so the caller's Encode refuses it and
+			// the request is ended rather than skipped on every sweep.
+			r = events.Request{ID: id, Op: events.Op(op), CustomerID: caller}
 		}
 		out = append(out, r)
 	}

@@ -39,6 +39,9 @@ type Options struct {
 	SyncTimeout   time.Duration // default 10s
 	RateLimit     float64
 	RateBurst     int
+	AuthFailLimit float64 // bad-token requests per second per client address; 0: seatd's default
+	AuthFailBurst int
+	BodyTimeout   time.Duration // 0: seatd's default
 	InvitationTTL time.Duration
 	BatchSize     int
 	MaxDeliveries int
@@ -141,7 +144,8 @@ func New(t testing.TB, opts Options) *Env {
 	}
 
 	srv, err := ingress.New(ingress.Config{DB: e.DB, NC: e.NC, JS: e.JS, Keys: e.Keys, Log: e.Log,
-		SyncTimeout: opts.SyncTimeout, RateLimit: opts.RateLimit, RateBurst: opts.RateBurst})
+		SyncTimeout: opts.SyncTimeout, RateLimit: opts.RateLimit, RateBurst: opts.RateBurst,
+		AuthFailLimit: opts.AuthFailLimit, AuthFailBurst: opts.AuthFailBurst, BodyTimeout: opts.BodyTimeout})
 	if err != nil {
 		t.Fatal(err)
 	}
