@@ -190,3 +190,8 @@ func hasNUL(raw []byte) bool {
 	}
 	return false
 }
+
+// TopLevelDuplicate returns a key the outermost object of a valid JSON text
+// holds twice, so an envelope (a batch, a claim) can be refused rather
+// than read as whichever copy came last.
+func TopLevelDuplicate(raw []byte) (string, bool) { return duplicateKey(raw, 1) }

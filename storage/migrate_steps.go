@@ -2,7 +2,9 @@ package storage
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -20,27 +22,39 @@ var goSteps = map[int]func(context.Context, pgx.Tx) error{
 // the older keeps the key and the newer is marked, never deleted.
 func keyEmails(ctx context.Context, tx pgx.Tx) error {
 	for _, t := range []struct{ table, parent string }{{"customers", "organization_id"}, {"members", "customer_id"}} {
-		rows, err := tx.Query(ctx, `SELECT id, `+t.parent+`, email FROM `+t.table+` WHERE email_key IS NULL ORDER BY created_at, id`)
+		rows, err := tx.Query(ctx, `SELECT id, `+t.parent+`, email, created_at FROM `+t.table+` WHERE email_key IS NULL ORDER BY created_at, id`)
 		if err != nil {
 			return err
 		}
-		type row struct{ id, parent, email string }
+		type row struct {
+			id, parent, email string
+			created           time.Time
+		}
 		todo, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (row, error) {
 			var x row
-			return x, r.Scan(&x.id, &x.parent, &x.email)
+			return x, r.Scan(&x.id, &x.parent, &x.email, &x.created)
 		})
 		if err != nil {
 			return err
 		}
 		for _, x := range todo {
 			key := events.EmailKey(x.email)
-			var taken bool
-			if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM `+t.table+` WHERE `+t.parent+` = $1 AND email_key = $2)`,
-				x.parent, key).Scan(&taken); err != nil {
+			var (
+				otherID      string
+				otherCreated time.Time
+			)
+			err := tx.QueryRow(ctx, `SELECT id, created_at FROM `+t.table+` WHERE `+t.parent+` = $1 AND email_key = $2`,
+				x.parent, key).Scan(&otherID, &otherCreated)
+			switch {
+			case errors.Is(err, pgx.ErrNoRows):
+			case err != nil:
 				return err
-			}
-			if taken {
-				key += " #duplicate " + x.id
+			case otherCreated.Before(x.created) || (otherCreated.Equal(x.created) && otherID < x.id):
+				key += " #duplicate " + x.id // the older row keeps the key
+			default: // this row is older: it takes the key from the newer one
+				if _, err := tx.Exec(ctx, `UPDATE `+t.table+` SET email_key = email_key || ' #duplicate ' || id WHERE id = $1`, otherID); err != nil {
+					return err
+				}
 			}
 			if _, err := tx.Exec(ctx, `UPDATE `+t.table+` SET email_key = $2 WHERE id = $1`, x.id, key); err != nil {
 				return fmt.Errorf("key %s %s: %w", t.table, x.id, err)

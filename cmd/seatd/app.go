@@ -165,7 +165,8 @@ func (m *Main) Run(ctx context.Context) error {
 	}
 	if all || m.Role == "ingress" {
 		srv, err := ingress.New(ingress.Config{DB: db, NC: nc.Conn, JS: nc.JS, Keys: keys, Log: m.Log,
-			SyncTimeout: cfg.SyncTimeout, RateLimit: cfg.RateLimit, RateBurst: cfg.RateBurst})
+			SyncTimeout: cfg.SyncTimeout, RateLimit: cfg.RateLimit, RateBurst: cfg.RateBurst,
+			AuthFailLimit: cfg.AuthFailLimit, AuthFailBurst: cfg.AuthFailBurst, BodyTimeout: cfg.BodyTimeout})
 		if err != nil {
 			return err
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"html/template"
 	"io"
 	"net"
@@ -181,6 +182,10 @@ func (s *Server) claim(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, invalid(events.FieldError{Loc: []any{"body"}, Msg: "JSON decode error or wrong type: " + err.Error(), Type: "json_invalid"}))
 		return
 	}
+	if k, dup := events.TopLevelDuplicate(body); dup {
+		s.fail(w, invalid(events.FieldError{Loc: []any{"body", k}, Msg: fmt.Sprintf("Duplicate key %q", k), Type: "value_error"}))
+		return
+	}
 	if in.Token == nil || *in.Token == "" || len(*in.Token) > 512 {
 		s.fail(w, invalid(events.FieldError{Loc: []any{"body", "invitation_token"}, Msg: "Field required: a non-empty string of at most 512 characters", Type: "missing"}))
 		return
@@ -281,6 +286,10 @@ func (s *Server) batch(w http.ResponseWriter, r *http.Request) {
 	}
 	if err := json.Unmarshal(body, &in); err != nil {
 		s.fail(w, invalid(events.FieldError{Loc: []any{"body"}, Msg: "JSON decode error or wrong type: " + err.Error(), Type: "json_invalid"}))
+		return
+	}
+	if k, dup := events.TopLevelDuplicate(body); dup {
+		s.fail(w, invalid(events.FieldError{Loc: []any{"body", k}, Msg: fmt.Sprintf("Duplicate key %q", k), Type: "value_error"}))
 		return
 	}
 	if len(in.Items) < 1 || len(in.Items) > MaxBatchItems {

@@ -90,6 +90,14 @@ func TestMetadataPostgresCannotHoldIs422(t *testing.T) {
 	if r := e.Do("POST", seatsPath, ten.Token, `{"subscription_id":"`+ten.SubscriptionID+`","email":"a@example.com","email":"b@example.com"}`); r.Status != 422 {
 		t.Errorf("duplicate email field: %d %s", r.Status, r.Body)
 	}
+	// Envelopes too: two "items" or two tokens are not read as the last one.
+	item := assignBody(ten.SubscriptionID, "env@example.com", `{}`)
+	if r := e.Do("POST", seatsPath+"/batch", ten.Token, `{"items":[`+item+`],"items":[`+item+`,`+item+`]}`); r.Status != 422 {
+		t.Errorf("batch with two items keys: %d %s", r.Status, r.Body)
+	}
+	if r := e.Do("POST", claimPath, "", `{"invitation_token":"a","invitation_token":"b"}`); r.Status != 422 {
+		t.Errorf("claim with two tokens: %d %s", r.Status, r.Body)
+	}
 	var n int
 	e.DB.Pool.QueryRow(context.Background(), `SELECT count(*) FROM requests`).Scan(&n)
 	if n != 0 {
