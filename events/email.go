@@ -41,7 +41,7 @@ func ParseEmail(s string) (Email, string) {
 		}
 	}
 	s = strings.Trim(s, " ")
-	if s == "" || !strings.Contains(s, "@") {
+	if s == "" {
 		return Email{}, "an email address must have an @-sign"
 	}
 	if len(s) > MaxEmailLength {
