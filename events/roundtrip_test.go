@@ -115,6 +115,7 @@ func TestEdgeRulesMatchQueue(t *testing.T) {
 		`{"subscription_id":"` + testUUID + `","external_customer_id":"\ud800"}`,
 		"{\"subscription_id\":\"" + testUUID + "\",\"external_customer_id\":\"\xff\"}",
 		`{"subscription_id":"` + testUUID + `","email":"a@example.com","email":"b@example.com"}`,
+		`{"subscription_id":"` + testUUID + `","external_customer_id":"ext\r\nX-Injected: 1"}`,
 	} {
 		if _, errs := DecodeSeatAssign([]byte(body)); errs == nil {
 			t.Errorf("accepted %q", body)

@@ -8,6 +8,7 @@ import (
 	"maps"
 	"slices"
 	"strings"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/google/uuid"
@@ -150,7 +151,7 @@ func validateFields(fields map[string]json.RawMessage) (SeatAssign, []FieldError
 			fail("external_customer_id", "String should have at least 1 character", "string_too_short")
 		case len(s) > MaxExternalID:
 			fail("external_customer_id", fmt.Sprintf("String should have at most %d characters", MaxExternalID), "string_too_long")
-		case !utf8.ValidString(s) || strings.ContainsRune(s, 0):
+		case !utf8.ValidString(s) || strings.ContainsFunc(s, unicode.IsControl):
 			fail("external_customer_id", "String contains invalid characters", "string_type")
 		default:
 			a.ExternalCustomerID = s

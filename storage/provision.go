@@ -28,6 +28,9 @@ func (db *DB) CreateOrganization(ctx context.Context, name string, seatPricing, 
 	if name == "" {
 		return "", events.Errorf(events.CodeInvalid, "organization name must not be empty")
 	}
+	if err := plainText("organization name", name); err != nil {
+		return "", err
+	}
 	id := uuid.NewString()
 	slug := strings.Trim(slugJunk.ReplaceAllString(strings.ToLower(name), "-"), "-") + "-" + id[:8]
 	_, err := db.Pool.Exec(ctx, `INSERT INTO organizations (id, name, slug, seat_based_pricing, member_model)
@@ -46,8 +49,8 @@ func (db *DB) CreateCustomer(ctx context.Context, orgID, email, externalID strin
 	}
 	var ext *string
 	if externalID != "" {
-		if len(externalID) > events.MaxExternalID || !utf8.ValidString(externalID) || strings.ContainsFunc(externalID, unicode.IsControl) {
-			return "", events.Errorf(events.CodeInvalid, "invalid external id %q: at most %d characters, no control characters", externalID, events.MaxExternalID)
+		if err := plainText("external id", externalID); err != nil {
+			return "", err
 		}
 		ext = &externalID
 	}
@@ -100,6 +103,9 @@ func (db *DB) CreatePool(ctx context.Context, kind, customerID, product string, 
 	}
 	if strings.TrimSpace(product) == "" {
 		product = "Seats"
+	}
+	if err := plainText("product name", product); err != nil {
+		return "", err
 	}
 	id := uuid.NewString()
 	_, err := db.Pool.Exec(ctx, `INSERT INTO `+table+` (id, customer_id, product_name, seats, status) VALUES ($1, $2, $3, $4, $5)`,
@@ -191,6 +197,16 @@ func (db *DB) CreateSession(ctx context.Context, customerID, memberID string, sc
 		return "", time.Time{}, provisionErr(err, "customer")
 	}
 	return token, expires, nil
+}
+
+// plainText refuses names that would break the lines they are shown on
+// (an email subject, a page title): control characters such as CR and LF,
+// invalid UTF-8, more than 255 bytes.
+func plainText(what, s string) error {
+	if !utf8.ValidString(s) || strings.ContainsFunc(s, unicode.IsControl) || len(s) > 255 {
+		return events.Errorf(events.CodeInvalid, "invalid %s %q: at most 255 characters of text, no control characters", what, s)
+	}
+	return nil
 }
 
 func provisionErr(err error, parent string) error {

@@ -31,6 +31,9 @@ func TestProvisioningRefusesBadInput(t *testing.T) {
 		"unknown role":                {"member", "create", "--customer", cust, "--email", "m@acme.test", "--role", "admin"},
 		"role in other case":          {"member", "create", "--customer", cust, "--email", "m@acme.test", "--role", "Owner"},
 		"unknown scope":               {"session", "create", "--customer", cust, "--scope", "admin"},
+		"CR LF in organization name":  {"org", "create", "--name", "Evil\r\nBcc: x@y.example"},
+		"CR LF in product name":       {"subscription", "create", "--customer", cust, "--seats", "1", "--product", "Pro\nX-Header: 1"},
+		"control in external id":      {"customer", "create", "--org", org, "--email", "ext@acme.test", "--external-id", "a\x1bb"},
 		"scope among good ones":       {"session", "create", "--customer", cust, "--scope", "customer_portal:read", "--scope", "customer_portal:*"},
 	}
 	for name, args := range bad {
@@ -44,6 +47,12 @@ func TestProvisioningRefusesBadInput(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db.Close()
+	var orgs, subs int
+	db.Pool.QueryRow(context.Background(), `SELECT count(*) FROM organizations`).Scan(&orgs)
+	db.Pool.QueryRow(context.Background(), `SELECT count(*) FROM subscriptions`).Scan(&subs)
+	if orgs != 1 || subs != 0 {
+		t.Errorf("refused commands left %d organizations, %d subscriptions", orgs, subs)
+	}
 	var customers, members, sessions int
 	var display, key string
 	db.Pool.QueryRow(context.Background(), `SELECT count(*), min(email), min(email_key) FROM customers WHERE organization_id = $1`, org).
