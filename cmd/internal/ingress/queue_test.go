@@ -54,6 +54,11 @@ func TestMetadataTheEdgeAcceptsIsApplied(t *testing.T) {
 	if stored != strings.Repeat("<&>", 100)+strings.Repeat("\u2028", 100) {
 		t.Errorf("stored metadata %q", stored)
 	}
+	// The edges of what numbers and strings may be all reach Postgres.
+	edge := `{"n":[1e308,-1e-300,5e-324,0e-999,-0,12345678901234567890123],"p":"\ud83d\ude00","q":"\\u0000"}`
+	if r := e.Do("POST", seatsPath, ten.Token, assignBody(ten.SubscriptionID, "edge@example.com", edge)); r.Status != 200 {
+		t.Errorf("edge numbers and strings: %d %s", r.Status, r.Body)
+	}
 }
 
 // TestMetadataPostgresCannotHoldIs422: what would fail in Postgres or be
