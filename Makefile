@@ -30,6 +30,7 @@ unit:
 FUZZ_TARGETS := \
 	./events:FuzzDecodeSeatAssign \
 	./events:FuzzDecodeRequest \
+	./events:FuzzEdgeQueueRoundTrip \
 	./ingress/importer:FuzzParse
 
 fuzz:

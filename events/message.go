@@ -167,6 +167,7 @@ const (
 	CodeInvalidToken        Code = "invalid_invitation_token"
 	CodeConflict            Code = "conflict"
 	CodeTooLarge            Code = "request_too_large"
+	CodeTimeout             Code = "request_timeout"
 	CodeRateLimited         Code = "rate_limited"
 	CodeDeadLettered        Code = "dead_lettered"
 	CodeUnavailable         Code = "unavailable"

@@ -5,8 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/mail"
+	"maps"
+	"slices"
 	"strings"
+	"unicode"
 	"unicode/utf8"
 )
 
@@ -53,22 +55,46 @@ func WithPrefix(prefix []any, errs []FieldError) []FieldError {
 // DecodeSeatAssign parses and validates a SeatAssign body. It returns the
 // decoded value, or the list of everything wrong with it (locations are
 // relative to the body, starting with "body"). Unknown fields are ignored.
+//
+// What it accepts is exactly what the queue and the worker accept: the
+// metadata is kept as its compact JSON text (the canonical form, measured
+// once, here) and Encode and DecodeRequest carry it unchanged.
 func DecodeSeatAssign(body []byte) (SeatAssign, []FieldError) {
+	bodyErr := func(msg, typ string) (SeatAssign, []FieldError) {
+		return SeatAssign{}, []FieldError{{Loc: []any{"body"}, Msg: msg, Type: typ}}
+	}
 	var fields map[string]json.RawMessage
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.UseNumber()
 	if err := dec.Decode(&fields); err != nil {
 		var typeErr *json.UnmarshalTypeError
 		if errors.As(err, &typeErr) {
-			return SeatAssign{}, []FieldError{{Loc: []any{"body"}, Msg: "Input should be a valid dictionary or object to extract fields from", Type: "model_attributes_type"}}
+			return bodyErr("Input should be a valid dictionary or object to extract fields from", "model_attributes_type")
 		}
-		return SeatAssign{}, []FieldError{{Loc: []any{"body"}, Msg: "JSON decode error: " + err.Error(), Type: "json_invalid"}}
+		return bodyErr("JSON decode error: "+err.Error(), "json_invalid")
 	}
 	if dec.More() {
-		return SeatAssign{}, []FieldError{{Loc: []any{"body"}, Msg: "JSON decode error: unexpected data after the object", Type: "json_invalid"}}
+		return bodyErr("JSON decode error: unexpected data after the object", "json_invalid")
 	}
 	if fields == nil { // the literal null
-		return SeatAssign{}, []FieldError{{Loc: []any{"body"}, Msg: "Input should be a valid dictionary or object to extract fields from", Type: "model_attributes_type"}}
+		return bodyErr("Input should be a valid dictionary or object to extract fields from", "model_attributes_type")
+	}
+	// Text Go would decode by replacing it with U+FFFD is refused, naming
+	// the field when it is inside one.
+	var textErrs []FieldError
+	for _, k := range slices.Sorted(maps.Keys(fields)) {
+		if msg := jsonTextProblem(fields[k]); msg != "" {
+			textErrs = append(textErrs, FieldError{Loc: []any{"body", k}, Msg: msg, Type: "value_error"})
+		}
+	}
+	if textErrs != nil {
+		return SeatAssign{}, textErrs
+	}
+	if msg := jsonTextProblem(body); msg != "" {
+		return bodyErr("JSON decode error: "+msg, "json_invalid")
+	}
+	if k, dup := duplicateKey(body, 1); dup {
+		return SeatAssign{}, []FieldError{{Loc: []any{"body", k}, Msg: fmt.Sprintf("Duplicate key %q", k), Type: "value_error"}}
 	}
 	return validateFields(fields)
 }
@@ -111,10 +137,10 @@ func validateFields(fields map[string]json.RawMessage) (SeatAssign, []FieldError
 	uuidField("order_id", &a.OrderID)
 	uuidField("customer_id", &a.CustomerID)
 	if s, ok := str("email"); ok {
-		if msg := checkEmail(s); msg != "" {
+		if e, msg := ParseEmail(s); msg != "" {
 			fail("email", "value is not a valid email address: "+msg, "value_error")
 		} else {
-			a.Email = strings.TrimSpace(s)
+			a.Email = e.Display
 		}
 	}
 	if s, ok := str("external_customer_id"); ok {
@@ -123,30 +149,21 @@ func validateFields(fields map[string]json.RawMessage) (SeatAssign, []FieldError
 			fail("external_customer_id", "String should have at least 1 character", "string_too_short")
 		case len(s) > MaxExternalID:
 			fail("external_customer_id", fmt.Sprintf("String should have at most %d characters", MaxExternalID), "string_too_long")
-		case !utf8.ValidString(s) || strings.ContainsRune(s, 0):
+		case !utf8.ValidString(s) || strings.ContainsFunc(s, unicode.IsControl):
 			fail("external_customer_id", "String contains invalid characters", "string_type")
 		default:
 			a.ExternalCustomerID = s
 		}
 	}
 	if raw, ok := fields["metadata"]; ok && !isNull(raw) {
-		var m map[string]json.RawMessage
-		if err := json.Unmarshal(raw, &m); err != nil {
-			fail("metadata", "Input should be a valid dictionary", "dict_type")
-		} else {
-			var compact bytes.Buffer
-			_ = json.Compact(&compact, raw) // raw came from a successful decode
-			switch {
-			case len(m) > MaxMetadataKeys:
-				fail("metadata", fmt.Sprintf("Metadata can have at most %d keys", MaxMetadataKeys), "value_error")
-			case compact.Len() > MaxMetadataBytes:
-				fail("metadata", fmt.Sprintf("Metadata must be at most %d bytes when serialized", MaxMetadataBytes), "value_error")
-			case bytes.ContainsRune(compact.Bytes(), 0) || strings.Contains(compact.String(), `\u0000`):
-				// Postgres jsonb cannot hold NUL characters.
-				fail("metadata", "Metadata must not contain NUL characters", "value_error")
-			default:
-				a.Metadata = json.RawMessage(compact.Bytes())
+		if meta, msg := checkMetadata(raw); msg != "" {
+			typ := "value_error"
+			if msg == msgDictType {
+				typ = "dict_type"
 			}
+			fail("metadata", msg, typ)
+		} else {
+			a.Metadata = meta
 		}
 	}
 	if raw, ok := fields["immediate_claim"]; ok && !isNull(raw) {
@@ -170,14 +187,51 @@ func validateFields(fields map[string]json.RawMessage) (SeatAssign, []FieldError
 }
 
 // Validate checks an already decoded SeatAssign (as read from a queue
-// message) against the same rules as DecodeSeatAssign.
+// message) against the same rules as DecodeSeatAssign, on its canonical
+// encoding.
 func (a SeatAssign) Validate() []FieldError {
-	b, err := json.Marshal(a)
+	b, err := Marshal(a)
 	if err != nil {
 		return []FieldError{{Loc: []any{"body"}, Msg: err.Error(), Type: "value_error"}}
 	}
 	_, errs := DecodeSeatAssign(b)
 	return errs
+}
+
+const msgDictType = "Input should be a valid dictionary"
+
+// checkMetadata validates a metadata object and returns its canonical form
+// (compact JSON text, nothing escaped that was not escaped when sent), or
+// why it is refused. The limits apply to the canonical form, which is what
+// travels through the queue and is measured again by the worker.
+func checkMetadata(raw json.RawMessage) (json.RawMessage, string) {
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &m); err != nil || m == nil {
+		return nil, msgDictType
+	}
+	if k, dup := duplicateKey(raw, 0); dup {
+		return nil, fmt.Sprintf("Metadata has the key %q more than once", k)
+	}
+	if msg := jsonTextProblem(raw); msg != "" {
+		return nil, "Metadata: " + msg
+	}
+	if msg := numberProblem(raw); msg != "" {
+		return nil, "Metadata: " + msg
+	}
+	var compact bytes.Buffer
+	if err := json.Compact(&compact, raw); err != nil {
+		return nil, msgDictType
+	}
+	switch {
+	case len(m) > MaxMetadataKeys:
+		return nil, fmt.Sprintf("Metadata can have at most %d keys", MaxMetadataKeys)
+	case compact.Len() > MaxMetadataBytes:
+		return nil, fmt.Sprintf("Metadata must be at most %d bytes when serialized", MaxMetadataBytes)
+	case hasNUL(compact.Bytes()):
+		// Postgres jsonb cannot hold NUL characters.
+		return nil, "Metadata must not contain NUL characters"
+	}
+	return json.RawMessage(compact.Bytes()), ""
 }
 
 func count(ss ...string) int {
@@ -194,31 +248,5 @@ func isNull(raw json.RawMessage) bool {
 	return string(bytes.TrimSpace(raw)) == "null"
 }
 
-// checkEmail returns why s is not a plain address (local@domain.tld), or "".
-func checkEmail(s string) string {
-	s = strings.TrimSpace(s)
-	if s == "" {
-		return "an email address must have an @-sign"
-	}
-	if len(s) > MaxEmailLength {
-		return "the address is too long"
-	}
-	addr, err := mail.ParseAddress(s)
-	if err != nil || addr.Name != "" || addr.Address != s {
-		return "not a plain address of the form name@example.com"
-	}
-	at := strings.LastIndexByte(s, '@')
-	domain := s[at+1:]
-	if !strings.Contains(domain, ".") || strings.HasPrefix(domain, ".") || strings.HasSuffix(domain, ".") || strings.Contains(domain, "..") {
-		return "the part after the @-sign is not a valid domain"
-	}
-	for _, r := range s {
-		if r < 0x21 || r == 0x7f {
-			return "the address contains invalid characters"
-		}
-	}
-	return ""
-}
-
-// NormalizeEmail is the form used to compare addresses: trimmed, lower case.
-func NormalizeEmail(s string) string { return strings.ToLower(strings.TrimSpace(s)) }
+// NormalizeEmail is the form used to compare addresses: see EmailKey.
+func NormalizeEmail(s string) string { return EmailKey(s) }

@@ -42,7 +42,7 @@ func BenchmarkWorkerThroughput(b *testing.B) {
 						mixed = append(mixed, reqs[p*per+j])
 					}
 				}
-				if err := ingress.PublishAll(context.Background(), e.JS, mixed); err != nil {
+				if _, err := ingress.PublishAll(context.Background(), e.JS, mixed); err != nil {
 					b.Fatal(err)
 				}
 				b.ResetTimer()

@@ -1,11 +1,15 @@
 package ingress
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"html/template"
 	"io"
+	"net"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -16,17 +20,29 @@ import (
 	"github.com/seatd/seatd/telemetry"
 )
 
-// readBody reads at most limit bytes; a longer body is 413.
-func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, error) {
+// readBody reads at most limit bytes within the body timeout; a longer
+// body is 413, one that has not arrived in time is 408 (and the connection
+// is closed, as its remains cannot be told from the next request).
+func (s *Server) readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, error) {
+	rc := http.NewResponseController(w)
+	deadlineSet := rc.SetReadDeadline(time.Now().Add(s.cfg.BodyTimeout)) == nil
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
-	var tooBig *http.MaxBytesError
-	if errors.As(err, &tooBig) {
-		return nil, events.Errorf(events.CodeTooLarge, "Request body exceeds %d bytes", limit)
+	if deadlineSet {
+		_ = rc.SetReadDeadline(time.Time{})
 	}
-	if err != nil {
+	var tooBig *http.MaxBytesError
+	var netErr net.Error
+	switch {
+	case err == nil:
+		return body, nil
+	case errors.As(err, &tooBig):
+		return nil, events.Errorf(events.CodeTooLarge, "Request body exceeds %d bytes", limit)
+	case errors.Is(err, os.ErrDeadlineExceeded) || (errors.As(err, &netErr) && netErr.Timeout()):
+		w.Header().Set("Connection", "close")
+		return nil, events.Errorf(events.CodeTimeout, "The request body did not arrive within %s", s.cfg.BodyTimeout)
+	default:
 		return nil, events.Errorf(events.CodeInvalid, "Could not read the request body")
 	}
-	return body, nil
 }
 
 func invalid(errs ...events.FieldError) *events.ValidationError {
@@ -66,9 +82,8 @@ func wantsAsync(r *http.Request) bool {
 // writePrelude authenticates, rate-limits and reads the body of a write
 // endpoint. It answers and returns ok=false on any failure.
 func (s *Server) writePrelude(w http.ResponseWriter, r *http.Request, limit int64) (storage.Session, string, []byte, bool) {
-	sess, err := s.auth(r, storage.ScopeWrite, true)
-	if err != nil {
-		s.fail(w, err)
+	sess, ok := s.auth(w, r, storage.ScopeWrite, true)
+	if !ok {
 		return sess, "", nil, false
 	}
 	if !s.allow(w, sess.ID) {
@@ -81,7 +96,7 @@ func (s *Server) writePrelude(w http.ResponseWriter, r *http.Request, limit int6
 	}
 	var body []byte
 	if limit > 0 {
-		if body, err = readBody(w, r, limit); err != nil {
+		if body, err = s.readBody(w, r, limit); err != nil {
 			s.fail(w, err)
 			return sess, "", nil, false
 		}
@@ -92,10 +107,14 @@ func (s *Server) writePrelude(w http.ResponseWriter, r *http.Request, limit int6
 func (s *Server) allow(w http.ResponseWriter, key string) bool {
 	ok, retry := s.limiter.allow(key)
 	if !ok {
-		w.Header().Set("Retry-After", strconv.Itoa(int(retry.Round(time.Second)/time.Second)+1))
-		writeError(w, events.Errorf(events.CodeRateLimited, "Too many requests; retry later"))
+		tooMany(w, retry)
 	}
 	return ok
+}
+
+func tooMany(w http.ResponseWriter, retry time.Duration) {
+	w.Header().Set("Retry-After", strconv.Itoa(int(retry.Round(time.Second)/time.Second)+1))
+	writeError(w, events.Errorf(events.CodeRateLimited, "Too many requests; retry later"))
 }
 
 func newRequest(op events.Op, sess storage.Session) events.Request {
@@ -117,7 +136,7 @@ func (s *Server) assign(w http.ResponseWriter, r *http.Request) {
 	req := newRequest(events.OpAssign, sess)
 	req.Assign = &a
 	req.ReplyTo = s.inbox + "." + req.ID
-	canonical, _ := json.Marshal(a)
+	canonical, _ := events.Marshal(a)
 	s.submit(w, r, submission{req: req, key: key, bodyHash: hashOf([]byte(events.OpAssign), canonical), async: wantsAsync(r)})
 }
 
@@ -153,7 +172,7 @@ func (s *Server) claim(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, err)
 		return
 	}
-	body, err := readBody(w, r, MaxBody)
+	body, err := s.readBody(w, r, MaxBody)
 	if err != nil {
 		s.fail(w, err)
 		return
@@ -165,6 +184,10 @@ func (s *Server) claim(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, invalid(events.FieldError{Loc: []any{"body"}, Msg: "JSON decode error or wrong type: " + err.Error(), Type: "json_invalid"}))
 		return
 	}
+	if k, dup := events.TopLevelDuplicate(body); dup {
+		s.fail(w, invalid(events.FieldError{Loc: []any{"body", k}, Msg: fmt.Sprintf("Duplicate key %q", k), Type: "value_error"}))
+		return
+	}
 	if in.Token == nil || *in.Token == "" || len(*in.Token) > 512 {
 		s.fail(w, invalid(events.FieldError{Loc: []any{"body", "invitation_token"}, Msg: "Field required: a non-empty string of at most 512 characters", Type: "missing"}))
 		return
@@ -172,11 +195,19 @@ func (s *Server) claim(w http.ResponseWriter, r *http.Request) {
 	hash := secret.HashTokenHex(*in.Token)
 	req := events.Request{ID: newRequestID(), Op: events.OpClaim, TokenHash: hash, SubmittedAt: time.Now().UTC()}
 	req.ReplyTo = s.inbox + "." + req.ID
-	s.submit(w, r, submission{req: req, key: key, bodyHash: hashOf([]byte(events.OpClaim), []byte(hash)), async: wantsAsync(r)})
+	// Never async: the claimant has no session to read a queued request
+	// with, so the answer (and its session token) must come in this
+	// response. Prefer: respond-async is a preference, and is ignored.
+	s.submit(w, r, submission{req: req, key: key, bodyHash: hashOf([]byte(events.OpClaim), []byte(hash)), claim: true})
 }
 
 // GET /v1/customer-seats/claim/{token}: read-only, safe for mail scanners.
+// Each lookup tells whether a token is live, so lookups share the client
+// address's claim bucket.
 func (s *Server) claimInfo(w http.ResponseWriter, r *http.Request) {
+	if !s.allow(w, "claim:"+clientIP(r)) {
+		return
+	}
 	info, err := s.cfg.DB.ClaimInfoByToken(r.Context(), r.PathValue("token"))
 	if err != nil {
 		s.fail(w, err)
@@ -187,9 +218,8 @@ func (s *Server) claimInfo(w http.ResponseWriter, r *http.Request) {
 
 // GET /v1/customer-portal/seats?subscription_id=... | order_id=...
 func (s *Server) list(w http.ResponseWriter, r *http.Request) {
-	sess, err := s.auth(r, storage.ScopeRead, false)
-	if err != nil {
-		s.fail(w, err)
+	sess, ok := s.readAuth(w, r)
+	if !ok {
 		return
 	}
 	q := r.URL.Query()
@@ -235,9 +265,8 @@ func viewOf(rec storage.Record) requestView {
 
 // GET /v1/customer-portal/seats/requests/{id}
 func (s *Server) getRequest(w http.ResponseWriter, r *http.Request) {
-	sess, err := s.auth(r, storage.ScopeRead, false)
-	if err != nil {
-		s.fail(w, err)
+	sess, ok := s.readAuth(w, r)
+	if !ok {
 		return
 	}
 	rec, err := s.cfg.DB.Request(r.Context(), strings.ToLower(r.PathValue("id")), sess.CustomerID)
@@ -261,6 +290,10 @@ func (s *Server) batch(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, invalid(events.FieldError{Loc: []any{"body"}, Msg: "JSON decode error or wrong type: " + err.Error(), Type: "json_invalid"}))
 		return
 	}
+	if k, dup := events.TopLevelDuplicate(body); dup {
+		s.fail(w, invalid(events.FieldError{Loc: []any{"body", k}, Msg: fmt.Sprintf("Duplicate key %q", k), Type: "value_error"}))
+		return
+	}
 	if len(in.Items) < 1 || len(in.Items) > MaxBatchItems {
 		s.fail(w, invalid(events.FieldError{Loc: []any{"body", "items"}, Msg: "items must hold 1 to 1000 seat assignments", Type: "value_error"}))
 		return
@@ -280,7 +313,7 @@ func (s *Server) batch(w http.ResponseWriter, r *http.Request) {
 		}
 		reqs[i] = events.Request{ID: newRequestID(), Op: events.OpAssign, CustomerID: sess.CustomerID, MemberID: sess.MemberID,
 			Assign: &a, BatchID: batchID, BatchIndex: i, SubmittedAt: now}
-		c, _ := json.Marshal(a)
+		c, _ := events.Marshal(a)
 		canon = append(canon, c)
 	}
 	if errs != nil {
@@ -296,8 +329,19 @@ func (s *Server) batch(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Idempotent-Replayed", "true")
 	} else {
 		// The batch is in the ledger; a publish that fails here is redone
-		// by the worker's requeue sweeper, so the batch is accepted either way.
-		if err := PublishAll(r.Context(), s.cfg.JS, reqs); err != nil {
+		// by the worker's requeue sweeper, so the batch is accepted either
+		// way. An item that cannot be encoded at all (validation should
+		// make that impossible) ends failed with its reason, and the items
+		// after it are published all the same.
+		bad, err := PublishAll(r.Context(), s.cfg.JS, reqs)
+		for _, u := range bad {
+			s.log.Error("batch item cannot be queued", "request_id", u.Request.ID, "err", u.Err)
+			if _, ferr := s.cfg.DB.Fail(context.WithoutCancel(r.Context()), u.Request, events.CodeInvalid,
+				"The request could not be queued: "+u.Err.Error()); ferr != nil {
+				s.log.Warn("recording unqueueable item", "request_id", u.Request.ID, "err", ferr)
+			}
+		}
+		if err != nil {
 			s.log.Warn("batch publish incomplete; the requeuer will finish it", "batch_id", batchID, "err", err)
 		}
 	}
@@ -320,9 +364,8 @@ func stripBody(errs []events.FieldError) []events.FieldError {
 
 // GET /v1/customer-portal/seats/batches/{id}
 func (s *Server) getBatch(w http.ResponseWriter, r *http.Request) {
-	sess, err := s.auth(r, storage.ScopeRead, false)
-	if err != nil {
-		s.fail(w, err)
+	sess, ok := s.readAuth(w, r)
+	if !ok {
 		return
 	}
 	b, err := s.cfg.DB.Batch(r.Context(), strings.ToLower(r.PathValue("id")), sess.CustomerID)

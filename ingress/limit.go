@@ -29,6 +29,19 @@ func newLimiter(rate float64, burst int) *limiter {
 
 // allow takes a token for key, or says how long until one is available.
 func (l *limiter) allow(key string) (bool, time.Duration) {
+	return l.take(key, true)
+}
+
+// blocked reports, without taking anything, whether key's bucket is empty.
+func (l *limiter) blocked(key string) (bool, time.Duration) {
+	ok, retry := l.take(key, false)
+	return !ok, retry
+}
+
+// charge takes a token for key if there is one: the cost of a failure.
+func (l *limiter) charge(key string) { l.take(key, true) }
+
+func (l *limiter) take(key string, consume bool) (bool, time.Duration) {
 	if l.rate <= 0 {
 		return true, 0
 	}
@@ -51,7 +64,9 @@ func (l *limiter) allow(key string) (bool, time.Duration) {
 	b.tokens = min(l.burst, b.tokens+now.Sub(b.last).Seconds()*l.rate)
 	b.last = now
 	if b.tokens >= 1 {
-		b.tokens--
+		if consume {
+			b.tokens--
+		}
 		return true, 0
 	}
 	return false, time.Duration((1 - b.tokens) / l.rate * float64(time.Second))

@@ -12,9 +12,17 @@ import (
 	"github.com/seatd/seatd/telemetry"
 )
 
+// Unpublishable is a request that cannot be encoded for the queue.
+type Unpublishable struct {
+	Request events.Request
+	Err     error
+}
+
 // PublishAll publishes requests pipelined (many in flight at once, not a
 // round trip each) with their ids as Nats-Msg-Id, and waits for every ack.
-func PublishAll(ctx context.Context, js jetstream.JetStream, reqs []events.Request) error {
+// A request that cannot be encoded is skipped and returned, so it never
+// holds up the ones after it; err reports a failure of the stream.
+func PublishAll(ctx context.Context, js jetstream.JetStream, reqs []events.Request) (bad []Unpublishable, err error) {
 	const window = 512
 	pending := make([]jetstream.PubAckFuture, 0, window)
 	flush := func() error {
@@ -37,20 +45,21 @@ func PublishAll(ctx context.Context, js jetstream.JetStream, reqs []events.Reque
 	for _, r := range reqs {
 		data, err := r.Encode()
 		if err != nil {
-			return err
+			bad = append(bad, Unpublishable{Request: r, Err: err})
+			continue
 		}
 		m := nats.NewMsg(events.RequestsSubject)
 		m.Data = data
 		telemetry.InjectNATS(ctx, m.Header)
 		f, err := js.PublishMsgAsync(m, jetstream.WithMsgID(r.ID))
 		if err != nil {
-			return err
+			return bad, err
 		}
 		if pending = append(pending, f); len(pending) == window {
 			if err := flush(); err != nil {
-				return err
+				return bad, err
 			}
 		}
 	}
-	return flush()
+	return bad, flush()
 }

@@ -37,21 +37,31 @@ type Config struct {
 	Keys        secret.Keys
 	Log         *slog.Logger
 	SyncTimeout time.Duration // how long a sync call waits for the worker; default 10s
-	RateLimit   float64       // write requests per second per token; 0 disables
+	RateLimit   float64       // requests per second per token (writes and reads apart) and per client address for claims; 0 disables
 	RateBurst   int
+	// AuthFailLimit is how many requests with a missing, unknown or
+	// expired bearer token one client address may send per second (burst
+	// AuthFailBurst) before it is answered 429 without a lookup; default
+	// 2/s, burst 30; negative disables.
+	AuthFailLimit float64
+	AuthFailBurst int
+	// BodyTimeout bounds reading a request body: a body that trickles in
+	// is answered 408. Default 10s.
+	BodyTimeout time.Duration
 }
 
 // Server is the HTTP ingress.
 type Server struct {
-	cfg     Config
-	log     *slog.Logger
-	inbox   string
-	sub     *nats.Subscription
-	mu      sync.Mutex
-	waiters map[string]chan events.Result
-	limiter *limiter
-	mux     *http.ServeMux
-	handler http.Handler // mux with metrics, tracing and the access log
+	cfg      Config
+	log      *slog.Logger
+	inbox    string
+	sub      *nats.Subscription
+	mu       sync.Mutex
+	waiters  map[string]chan events.Result
+	limiter  *limiter
+	authFail *limiter // per client address, charged by requests that fail authentication
+	mux      *http.ServeMux
+	handler  http.Handler // mux with metrics, tracing and the access log
 }
 
 // New subscribes to this ingress's reply inbox and builds the routes.
@@ -62,8 +72,15 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
 	}
+	if cfg.BodyTimeout <= 0 {
+		cfg.BodyTimeout = 10 * time.Second
+	}
+	if cfg.AuthFailLimit == 0 {
+		cfg.AuthFailLimit, cfg.AuthFailBurst = 2, 30
+	}
 	s := &Server{cfg: cfg, log: cfg.Log.With("role", "ingress"), inbox: nats.NewInbox(),
-		waiters: map[string]chan events.Result{}, limiter: newLimiter(cfg.RateLimit, cfg.RateBurst)}
+		waiters: map[string]chan events.Result{}, limiter: newLimiter(cfg.RateLimit, cfg.RateBurst),
+		authFail: newLimiter(cfg.AuthFailLimit, cfg.AuthFailBurst)}
 	sub, err := cfg.NC.Subscribe(s.inbox+".*", s.onResult)
 	if err != nil {
 		return nil, fmt.Errorf("ingress: subscribe: %w", err)
@@ -94,10 +111,28 @@ func (s *Server) routes() {
 	m.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, 200, map[string]string{"status": "ok"}) })
 	m.HandleFunc("GET /readyz", s.ready)
 	m.Handle("GET /metrics", telemetry.Handler())
-	m.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, events.Errorf(events.CodeNotFound, "Not found"))
-	})
+	m.HandleFunc("/", s.notFound)
 	s.mux, s.handler = m, telemetry.HTTP(m, s.log)
+}
+
+// notFound answers a request no route takes: 405 with Allow when the path
+// is known under other methods, 404 otherwise.
+func (s *Server) notFound(w http.ResponseWriter, r *http.Request) {
+	var allow []string
+	for _, method := range []string{"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"} {
+		probe := r.Clone(r.Context())
+		probe.Method = method
+		if _, pattern := s.mux.Handler(probe); pattern != "/" && pattern != "" {
+			allow = append(allow, method)
+		}
+	}
+	if len(allow) > 0 {
+		w.Header().Set("Allow", strings.Join(allow, ", "))
+		writeJSON(w, http.StatusMethodNotAllowed, errorBody{Error: "method_not_allowed",
+			Detail: r.Method + " is not allowed here; allowed: " + strings.Join(allow, ", ")})
+		return
+	}
+	writeError(w, events.Errorf(events.CodeNotFound, "Not found"))
 }
 
 func (s *Server) ready(w http.ResponseWriter, r *http.Request) {
@@ -141,27 +176,63 @@ func (s *Server) wait(id string) (<-chan events.Result, func()) {
 	}
 }
 
-// auth authenticates the bearer token and checks scope and role.
-func (s *Server) auth(r *http.Request, scope string, manage bool) (storage.Session, error) {
-	h := r.Header.Get("Authorization")
-	token, ok := strings.CutPrefix(h, "Bearer ")
-	if !ok {
-		token, ok = strings.CutPrefix(h, "bearer ")
+// bearerToken reads "Authorization: Bearer TOKEN"; the scheme is
+// case-insensitive (RFC 9110 §11.1).
+func bearerToken(r *http.Request) string {
+	scheme, token, ok := strings.Cut(strings.TrimSpace(r.Header.Get("Authorization")), " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return ""
 	}
-	if !ok || strings.TrimSpace(token) == "" {
-		return storage.Session{}, events.Errorf(events.CodeUnauthorized, "Authentication required")
+	return strings.TrimSpace(token)
+}
+
+// errNoAccess is Polar's answer to a member without a billing role.
+var errNoAccess = events.Errorf(events.CodeForbidden, "Only owners and billing managers can access billing features.")
+
+// auth authenticates the bearer token and checks scope and, for writes,
+// role: every member may read, only a customer or an owner or billing
+// manager member may write (Polar's CustomerPortalUnionRead and
+// CustomerPortalUnionBillingWrite). A client address that keeps sending
+// bad tokens is answered 429 before any lookup.
+func (s *Server) auth(w http.ResponseWriter, r *http.Request, scope string, manage bool) (storage.Session, bool) {
+	ip := clientIP(r)
+	if blocked, retry := s.authFail.blocked(ip); blocked {
+		tooMany(w, retry)
+		return storage.Session{}, false
 	}
-	sess, err := s.cfg.DB.Authenticate(r.Context(), strings.TrimSpace(token))
+	token := bearerToken(r)
+	if token == "" {
+		s.authFail.charge(ip)
+		s.fail(w, events.Errorf(events.CodeUnauthorized, "Authentication required"))
+		return storage.Session{}, false
+	}
+	sess, err := s.cfg.DB.Authenticate(r.Context(), token)
 	if err != nil {
-		return storage.Session{}, err
+		if events.ErrorCode(err) == events.CodeUnauthorized {
+			s.authFail.charge(ip)
+		}
+		s.fail(w, err)
+		return storage.Session{}, false
 	}
 	if !sess.HasScope(scope) {
-		return storage.Session{}, events.Errorf(events.CodeForbidden, "The session lacks the %s scope", scope)
+		s.fail(w, events.Errorf(events.CodeForbidden, "The session lacks the %s scope", scope))
+		return storage.Session{}, false
 	}
 	if manage && !sess.CanManageSeats() {
-		return storage.Session{}, events.Errorf(events.CodeForbidden, "Only owners and billing managers can manage seats")
+		s.fail(w, errNoAccess)
+		return storage.Session{}, false
 	}
-	return sess, nil
+	return sess, true
+}
+
+// readAuth authenticates a read and takes it from the session's read
+// bucket (apart from its writes, so polling never starves writing).
+func (s *Server) readAuth(w http.ResponseWriter, r *http.Request) (storage.Session, bool) {
+	sess, ok := s.auth(w, r, storage.ScopeRead, false)
+	if !ok || !s.allow(w, "read:"+sess.ID) {
+		return sess, false
+	}
+	return sess, true
 }
 
 // submission carries a request through record → publish → wait → answer.
@@ -170,6 +241,9 @@ type submission struct {
 	key      string
 	bodyHash []byte
 	async    bool
+	// claim: the caller has no session, so it can read no queued request;
+	// it is answered in this response or told to retry with its key.
+	claim bool
 }
 
 // submit records, publishes and answers one request.
@@ -186,7 +260,7 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request, sub submission) 
 		telemetry.SetRequestID(ctx, rec.ID)
 		w.Header().Set("Idempotent-Replayed", "true")
 		if rec.Result != nil {
-			s.writeResult(w, *rec.Result)
+			s.writeReplay(w, r, *rec.Result)
 			return
 		}
 		// The first call is still in flight: wait for its outcome in the
@@ -195,16 +269,26 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request, sub submission) 
 			s.writeQueued(w, rec.ID)
 			return
 		}
-		s.awaitLedger(w, r, rec.ID, req)
+		s.awaitLedger(w, r, rec.ID, req, sub.claim)
 		return
 	}
 	ch, cancel := s.wait(req.ID)
 	defer cancel()
 	if err := s.publish(ctx, req); err != nil {
 		s.log.Warn("publish failed", "request_id", req.ID, "err", err)
-		// Mark it failed so a late copy of the message changes nothing.
-		if _, ferr := s.cfg.DB.Fail(context.WithoutCancel(ctx), req, events.CodeUnavailable, "The request could not be queued"); ferr != nil {
+		code, detail := events.CodeUnavailable, "The request could not be queued"
+		if errors.Is(err, events.ErrMalformed) {
+			// Not the stream's fault: retrying cannot help, so say so.
+			code, detail = events.CodeInvalid, "The request could not be queued: "+err.Error()
+		}
+		// Mark it failed so a late copy of the message changes nothing,
+		// and an idempotent replay gets this answer rather than a hang.
+		if _, ferr := s.cfg.DB.Fail(context.WithoutCancel(ctx), req, code, detail); ferr != nil {
 			s.log.Warn("recording publish failure", "request_id", req.ID, "err", ferr)
+		}
+		if code == events.CodeInvalid {
+			writeError(w, events.Errorf(code, "%s", detail))
+			return
 		}
 		writeError(w, events.Errorf(events.CodeUnavailable, "The request could not be queued; try again"))
 		return
@@ -219,10 +303,44 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request, sub submission) 
 	case res := <-ch:
 		s.writeResult(w, res)
 	case <-timer.C:
-		s.writeQueued(w, req.ID)
+		s.writePending(w, req.ID, sub.claim)
 	case <-ctx.Done():
 		// The caller left; the request goes on and can be polled.
 	}
+}
+
+// writePending answers a request whose outcome is not known yet: 202 and a
+// Location to poll, or for a claim (whose caller cannot poll) 503 with
+// Retry-After: the same Idempotency-Key then collects the outcome.
+func (s *Server) writePending(w http.ResponseWriter, id string, claim bool) {
+	if !claim {
+		s.writeQueued(w, id)
+		return
+	}
+	w.Header().Set("Retry-After", "1")
+	writeError(w, events.Errorf(events.CodeUnavailable,
+		"The claim is still being processed; retry with the same Idempotency-Key to collect its outcome"))
+}
+
+// writeReplay answers an idempotent replay with the recorded outcome. A
+// claim's outcome holds a session token derived from the request id; it is
+// handed out again only while that session is live. A seat revoked since
+// (which ends the session) or a session expired makes the replay answer
+// like a claim of a dead invitation, without a credential.
+func (s *Server) writeReplay(w http.ResponseWriter, r *http.Request, res events.Result) {
+	if res.OK() && res.SessionID != "" {
+		live, err := s.cfg.DB.SessionLive(r.Context(), res.SessionID)
+		if err != nil {
+			s.fail(w, err)
+			return
+		}
+		if !live {
+			writeError(w, events.Errorf(events.CodeInvalidToken,
+				"Invalid or expired invitation token: the seat was claimed, and the session the claim created has ended"))
+			return
+		}
+	}
+	s.writeResult(w, res)
 }
 
 func (s *Server) publish(ctx context.Context, req events.Request) error {
@@ -240,7 +358,7 @@ func (s *Server) publish(ctx context.Context, req events.Request) error {
 }
 
 // awaitLedger waits for a request's outcome by polling the ledger.
-func (s *Server) awaitLedger(w http.ResponseWriter, r *http.Request, id string, req events.Request) {
+func (s *Server) awaitLedger(w http.ResponseWriter, r *http.Request, id string, req events.Request, claim bool) {
 	deadline := time.Now().Add(s.cfg.SyncTimeout)
 	for time.Now().Before(deadline) {
 		rec, err := s.cfg.DB.Request(r.Context(), id, storage.Caller(req))
@@ -249,7 +367,7 @@ func (s *Server) awaitLedger(w http.ResponseWriter, r *http.Request, id string, 
 			return
 		}
 		if rec.Result != nil {
-			s.writeResult(w, *rec.Result)
+			s.writeReplay(w, r, *rec.Result)
 			return
 		}
 		select {
@@ -258,7 +376,7 @@ func (s *Server) awaitLedger(w http.ResponseWriter, r *http.Request, id string, 
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
-	s.writeQueued(w, id)
+	s.writePending(w, id, claim)
 }
 
 func (s *Server) writeQueued(w http.ResponseWriter, id string) {
@@ -300,6 +418,9 @@ type errorBody struct {
 
 func writeError(w http.ResponseWriter, err error) {
 	code := events.ErrorCode(err)
+	if code == events.CodeUnauthorized {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="polar"`)
+	}
 	detail := "Internal server error"
 	var e *events.Error
 	if errors.As(err, &e) {

@@ -16,6 +16,7 @@ var statuses = map[events.Code]int{
 	events.CodeInvalidToken:        400,
 	events.CodeConflict:            409,
 	events.CodeTooLarge:            413,
+	events.CodeTimeout:             408,
 	events.CodeRateLimited:         429,
 	events.CodeDeadLettered:        500,
 	events.CodeUnavailable:         503,

@@ -54,7 +54,7 @@ func (db *DB) Apply(ctx context.Context, st Settings, reqs []events.Request) ([]
 }
 
 func (db *DB) applyOne(ctx context.Context, tx pgx.Tx, st Settings, r events.Request, now time.Time) (events.Result, error) {
-	payload, err := json.Marshal(r)
+	payload, err := events.Marshal(r)
 	if err != nil {
 		return events.Result{}, err
 	}
@@ -141,7 +141,7 @@ func complete(ctx context.Context, tx pgx.Tx, res events.Result, now time.Time) 
 // that already has an outcome keeps it.
 func (db *DB) Fail(ctx context.Context, r events.Request, code events.Code, detail string) (events.Result, error) {
 	res := events.Result{RequestID: r.ID, Code: code, Detail: detail}
-	payload, _ := json.Marshal(r)
+	payload, _ := events.Marshal(r)
 	err := db.inTx(ctx, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, `INSERT INTO requests (id, op, caller, payload, created_at)
 			VALUES ($1, $2, $3, $4, now()) ON CONFLICT (id) DO NOTHING`, r.ID, r.Op, Caller(r), payload); err != nil {

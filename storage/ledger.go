@@ -48,51 +48,83 @@ var errKeyReuse = events.Errorf(events.CodeConflict,
 // Submit records a request as queued before it is published. With an
 // Idempotency-Key that this caller used before, it records nothing and
 // returns the earlier request (Replayed), or a CodeConflict error when the
-// body differs. Keys are scoped to the caller.
+// body or the endpoint differs.
+//
+// Keys are scoped per account, across endpoints (as Stripe scopes them):
+// the caller is the customer, whichever of its sessions or members sends
+// the request, and one key names one operation, whether a single request
+// or a batch. Reusing a batch's key on a single assign is a 409.
 func (db *DB) Submit(ctx context.Context, s Submission) (Record, error) {
 	r := s.Request
-	payload, err := json.Marshal(r)
+	payload, err := events.Marshal(r)
 	if err != nil {
 		return Record{}, err
 	}
-	var key *string
-	if s.IdempotencyKey != "" {
-		key = &s.IdempotencyKey
-	}
-	tag, err := db.Pool.Exec(ctx, `INSERT INTO requests (id, op, caller, idempotency_key, body_hash, payload, created_at)
-		VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING`,
-		r.ID, r.Op, Caller(r), key, s.BodyHash, payload, r.SubmittedAt)
-	if err != nil {
-		return Record{}, fmt.Errorf("submit: %w", err)
-	}
-	if tag.RowsAffected() == 1 {
+	if s.IdempotencyKey == "" {
+		if _, err := db.Pool.Exec(ctx, `INSERT INTO requests (id, op, caller, payload, created_at)
+			VALUES ($1, $2, $3, $4, $5)`, r.ID, r.Op, Caller(r), payload, r.SubmittedAt); err != nil {
+			return Record{}, fmt.Errorf("submit: %w", err)
+		}
 		return Record{ID: r.ID, Op: r.Op, Status: "queued", CreatedAt: r.SubmittedAt}, nil
 	}
-	if key == nil {
-		return Record{}, fmt.Errorf("submit: request id %s already exists", r.ID)
-	}
-	var (
-		rec    Record
-		hash   []byte
-		result []byte
-		op     string
-	)
-	err = db.Pool.QueryRow(ctx, `SELECT id, op, status, result, body_hash, created_at FROM requests
-		WHERE caller = $1 AND idempotency_key = $2`, Caller(r), *key).Scan(&rec.ID, &op, &rec.Status, &result, &hash, &rec.CreatedAt)
+	key := s.IdempotencyKey
+	var rec Record
+	err = db.inTx(ctx, func(tx pgx.Tx) error {
+		if err := lockKey(ctx, tx, Caller(r), key); err != nil {
+			return err
+		}
+		var batch bool
+		if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM batches WHERE caller = $1 AND idempotency_key = $2)`,
+			Caller(r), key).Scan(&batch); err != nil {
+			return err
+		}
+		if batch {
+			return errKeyReuse
+		}
+		tag, err := tx.Exec(ctx, `INSERT INTO requests (id, op, caller, idempotency_key, body_hash, payload, created_at)
+			VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING`,
+			r.ID, r.Op, Caller(r), key, s.BodyHash, payload, r.SubmittedAt)
+		if err != nil {
+			return err
+		}
+		if tag.RowsAffected() == 1 {
+			rec = Record{ID: r.ID, Op: r.Op, Status: "queued", CreatedAt: r.SubmittedAt}
+			return nil
+		}
+		var (
+			hash   []byte
+			result []byte
+			op     string
+		)
+		if err := tx.QueryRow(ctx, `SELECT id, op, status, result, body_hash, created_at FROM requests
+			WHERE caller = $1 AND idempotency_key = $2`, Caller(r), key).Scan(&rec.ID, &op, &rec.Status, &result, &hash, &rec.CreatedAt); err != nil {
+			return fmt.Errorf("idempotency lookup: %w", err)
+		}
+		if !bytes.Equal(hash, s.BodyHash) || events.Op(op) != r.Op {
+			return errKeyReuse
+		}
+		rec.Op, rec.Replayed = events.Op(op), true
+		if result != nil {
+			rec.Result = new(events.Result)
+			return json.Unmarshal(result, rec.Result)
+		}
+		return nil
+	})
 	if err != nil {
-		return Record{}, fmt.Errorf("submit: idempotency lookup: %w", err)
-	}
-	if !bytes.Equal(hash, s.BodyHash) || events.Op(op) != r.Op {
-		return Record{}, errKeyReuse
-	}
-	rec.Op, rec.Replayed = events.Op(op), true
-	if result != nil {
-		rec.Result = new(events.Result)
-		if err := json.Unmarshal(result, rec.Result); err != nil {
+		if events.ErrorCode(err) == events.CodeConflict {
 			return Record{}, err
 		}
+		return Record{}, fmt.Errorf("submit: %w", err)
 	}
 	return rec, nil
+}
+
+// lockKey serialises the first uses of one Idempotency-Key by one caller,
+// so a single request and a batch racing with the same key cannot both be
+// recorded (their rows live in two tables).
+func lockKey(ctx context.Context, tx pgx.Tx, caller, key string) error {
+	_, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtextextended($1, 0))`, caller+"\n"+key)
+	return err
 }
 
 // Request returns a request owned by caller; anyone else's is not found.
@@ -149,6 +181,19 @@ func (db *DB) SubmitBatch(ctx context.Context, batchID, caller, key string, body
 	}
 	var out Batch
 	err := db.inTx(ctx, func(tx pgx.Tx) error {
+		if keyArg != nil {
+			if err := lockKey(ctx, tx, caller, key); err != nil {
+				return err
+			}
+			var single bool
+			if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM requests WHERE caller = $1 AND idempotency_key = $2)`,
+				caller, key).Scan(&single); err != nil {
+				return err
+			}
+			if single {
+				return errKeyReuse
+			}
+		}
 		tag, err := tx.Exec(ctx, `INSERT INTO batches (id, caller, size, idempotency_key, body_hash) VALUES ($1, $2, $3, $4, $5)
 			ON CONFLICT DO NOTHING`, batchID, caller, len(reqs), keyArg, bodyHash)
 		if err != nil {
@@ -171,7 +216,7 @@ func (db *DB) SubmitBatch(ctx context.Context, batchID, caller, key string, body
 		}
 		rows := make([][]any, len(reqs))
 		for i, r := range reqs {
-			payload, err := json.Marshal(r)
+			payload, err := events.Marshal(r)
 			if err != nil {
 				return err
 			}
@@ -212,7 +257,7 @@ func (db *DB) Batch(ctx context.Context, id, caller string) (Batch, error) {
 // before olderThan, oldest first: the candidates for re-publishing when a
 // message may have been lost between the ledger and the stream.
 func (db *DB) Queued(ctx context.Context, olderThan time.Time, limit int) ([]events.Request, error) {
-	rows, err := db.Pool.Query(ctx, `SELECT payload FROM requests WHERE status = 'queued' AND created_at < $1
+	rows, err := db.Pool.Query(ctx, `SELECT id, op, caller, payload FROM requests WHERE status = 'queued' AND created_at < $1
 		ORDER BY created_at LIMIT $2`, olderThan, limit)
 	if err != nil {
 		return nil, err
@@ -220,13 +265,18 @@ func (db *DB) Queued(ctx context.Context, olderThan time.Time, limit int) ([]eve
 	defer rows.Close()
 	var out []events.Request
 	for rows.Next() {
-		var payload []byte
-		if err := rows.Scan(&payload); err != nil {
+		var (
+			id, op, caller string
+			payload        []byte
+		)
+		if err := rows.Scan(&id, &op, &caller, &payload); err != nil {
 			return nil, err
 		}
 		var r events.Request
-		if err := json.Unmarshal(payload, &r); err != nil {
-			continue
+		if err := json.Unmarshal(payload, &r); err != nil || r.ID != id {
+			// Returned as it stands, so the caller's Encode refuses it and
+			// the request is ended rather than skipped on every sweep.
+			r = events.Request{ID: id, Op: events.Op(op), CustomerID: caller}
 		}
 		out = append(out, r)
 	}

@@ -95,6 +95,12 @@ func Migrate(ctx context.Context, url string) error {
 			if _, err := tx.Exec(ctx, m.sql); err != nil {
 				return err
 			}
+			// Some migrations finish in Go what SQL cannot do (IDNA).
+			if step := goSteps[m.version]; step != nil {
+				if err := step(ctx, tx); err != nil {
+					return err
+				}
+			}
 			_, err := tx.Exec(ctx, "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", m.version, m.name)
 			return err
 		})

@@ -3,10 +3,11 @@ package storage
 import (
 	"context"
 	"errors"
-	"fmt"
 	"regexp"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
@@ -28,6 +29,9 @@ func (db *DB) CreateOrganization(ctx context.Context, name string, seatPricing, 
 	if name == "" {
 		return "", events.Errorf(events.CodeInvalid, "organization name must not be empty")
 	}
+	if err := plainText("organization name", name); err != nil {
+		return "", err
+	}
 	id := uuid.NewString()
 	slug := strings.Trim(slugJunk.ReplaceAllString(strings.ToLower(name), "-"), "-") + "-" + id[:8]
 	_, err := db.Pool.Exec(ctx, `INSERT INTO organizations (id, name, slug, seat_based_pricing, member_model)
@@ -40,16 +44,20 @@ func (db *DB) CreateCustomer(ctx context.Context, orgID, email, externalID strin
 	if _, ok := events.ParseUUID(orgID); !ok {
 		return "", events.Errorf(events.CodeInvalid, "organization id %q is not a UUID", orgID)
 	}
-	if _, errs := events.DecodeSeatAssign([]byte(fmt.Sprintf(`{"order_id":%q,"email":%q}`, uuid.Nil, email))); errs != nil {
-		return "", events.Errorf(events.CodeInvalid, "invalid email %q", email)
+	addr, msg := events.ParseEmail(email)
+	if msg != "" {
+		return "", events.Errorf(events.CodeInvalid, "invalid email %q: %s", email, msg)
 	}
 	var ext *string
 	if externalID != "" {
+		if err := plainText("external id", externalID); err != nil {
+			return "", err
+		}
 		ext = &externalID
 	}
 	id := uuid.NewString()
-	_, err := db.Pool.Exec(ctx, `INSERT INTO customers (id, organization_id, email, external_id) VALUES ($1, $2, $3, $4)`,
-		id, orgID, email, ext)
+	_, err := db.Pool.Exec(ctx, `INSERT INTO customers (id, organization_id, email, email_key, external_id) VALUES ($1, $2, $3, $4, $5)`,
+		id, orgID, addr.Display, addr.Key, ext)
 	return id, provisionErr(err, "organization")
 }
 
@@ -65,9 +73,13 @@ func (db *DB) CreateMember(ctx context.Context, customerID, email, role string) 
 	default:
 		return "", events.Errorf(events.CodeInvalid, "role must be owner, billing_manager or member")
 	}
+	addr, msg := events.ParseEmail(email)
+	if msg != "" {
+		return "", events.Errorf(events.CodeInvalid, "invalid email %q: %s", email, msg)
+	}
 	id := uuid.NewString()
-	_, err := db.Pool.Exec(ctx, `INSERT INTO members (id, customer_id, email, role) VALUES ($1, $2, $3, $4)`,
-		id, customerID, email, role)
+	_, err := db.Pool.Exec(ctx, `INSERT INTO members (id, customer_id, email, email_key, role) VALUES ($1, $2, $3, $4, $5)`,
+		id, customerID, addr.Display, addr.Key, role)
 	return id, provisionErr(err, "customer")
 }
 
@@ -92,6 +104,9 @@ func (db *DB) CreatePool(ctx context.Context, kind, customerID, product string, 
 	}
 	if strings.TrimSpace(product) == "" {
 		product = "Seats"
+	}
+	if err := plainText("product name", product); err != nil {
+		return "", err
 	}
 	id := uuid.NewString()
 	_, err := db.Pool.Exec(ctx, `INSERT INTO `+table+` (id, customer_id, product_name, seats, status) VALUES ($1, $2, $3, $4, $5)`,
@@ -183,6 +198,16 @@ func (db *DB) CreateSession(ctx context.Context, customerID, memberID string, sc
 		return "", time.Time{}, provisionErr(err, "customer")
 	}
 	return token, expires, nil
+}
+
+// plainText refuses names that would break the lines they are shown on
+// (an email subject, a page title): control characters such as CR and LF,
+// invalid UTF-8, more than 255 bytes.
+func plainText(what, s string) error {
+	if !utf8.ValidString(s) || strings.ContainsFunc(s, unicode.IsControl) || len(s) > 255 {
+		return events.Errorf(events.CodeInvalid, "invalid %s %q: at most 255 characters of text, no control characters", what, s)
+	}
+	return nil
 }
 
 func provisionErr(err error, parent string) error {

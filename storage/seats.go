@@ -189,7 +189,7 @@ func resolveRecipient(ctx context.Context, tx pgx.Tx, p pool, a *events.SeatAssi
 		}
 		email := custEmail
 		return recipient{customerID: p.customerID, customerEmail: p.customerEmail, memberID: &memberID, email: &email,
-			holder: "email:" + events.NormalizeEmail(custEmail)}, nil
+			holder: "email:" + events.EmailKey(custEmail)}, nil
 	}
 	if custID == "" {
 		if custID, custEmail, err = findOrCreateCustomer(ctx, tx, p.orgID, custEmail); err != nil {
@@ -200,24 +200,27 @@ func resolveRecipient(ctx context.Context, tx pgx.Tx, p pool, a *events.SeatAssi
 }
 
 // findOrCreateCustomer is safe under concurrency: the unique index on
-// (organization_id, lower(email)) lets exactly one insert win, and the
-// losers read the winner's row.
+// (organization_id, email_key) lets exactly one insert win, and the losers
+// read the winner's row. The key makes one mailbox one customer however
+// its address is spelled (case, IDNA or Unicode domain).
 func findOrCreateCustomer(ctx context.Context, tx pgx.Tx, orgID, email string) (id, stored string, err error) {
-	err = tx.QueryRow(ctx, `INSERT INTO customers (id, organization_id, email) VALUES ($1, $2, $3)
-		ON CONFLICT (organization_id, lower(email)) DO NOTHING RETURNING id, email`, uuid.NewString(), orgID, email).Scan(&id, &stored)
+	key := events.EmailKey(email)
+	err = tx.QueryRow(ctx, `INSERT INTO customers (id, organization_id, email, email_key) VALUES ($1, $2, $3, $4)
+		ON CONFLICT (organization_id, email_key) DO NOTHING RETURNING id, email`, uuid.NewString(), orgID, email, key).Scan(&id, &stored)
 	if errors.Is(err, pgx.ErrNoRows) {
-		err = tx.QueryRow(ctx, `SELECT id, email FROM customers WHERE organization_id = $1 AND lower(email) = lower($2)`,
-			orgID, email).Scan(&id, &stored)
+		err = tx.QueryRow(ctx, `SELECT id, email FROM customers WHERE organization_id = $1 AND email_key = $2`,
+			orgID, key).Scan(&id, &stored)
 	}
 	return id, stored, err
 }
 
 func findOrCreateMember(ctx context.Context, tx pgx.Tx, customerID, email string) (string, error) {
 	var id string
-	err := tx.QueryRow(ctx, `INSERT INTO members (id, customer_id, email, role) VALUES ($1, $2, $3, 'member')
-		ON CONFLICT (customer_id, lower(email)) DO NOTHING RETURNING id`, uuid.NewString(), customerID, email).Scan(&id)
+	key := events.EmailKey(email)
+	err := tx.QueryRow(ctx, `INSERT INTO members (id, customer_id, email, email_key, role) VALUES ($1, $2, $3, $4, 'member')
+		ON CONFLICT (customer_id, email_key) DO NOTHING RETURNING id`, uuid.NewString(), customerID, email, key).Scan(&id)
 	if errors.Is(err, pgx.ErrNoRows) {
-		err = tx.QueryRow(ctx, `SELECT id FROM members WHERE customer_id = $1 AND lower(email) = lower($2)`, customerID, email).Scan(&id)
+		err = tx.QueryRow(ctx, `SELECT id FROM members WHERE customer_id = $1 AND email_key = $2`, customerID, key).Scan(&id)
 	}
 	return id, err
 }
@@ -423,6 +426,11 @@ func revokeLocked(ctx context.Context, tx pgx.Tx, seat seatRow, now time.Time) (
 		WHERE seat_id = $1 AND delivery_state IN ('queued', 'sending')`, id, now); err != nil {
 		return seatRow{}, err
 	}
+	// The session the claim created ends with the seat: its token no longer
+	// authenticates, and an idempotent replay of the claim cannot revive it.
+	if _, err := tx.Exec(ctx, `DELETE FROM sessions WHERE seat_id = $1`, id); err != nil {
+		return seatRow{}, err
+	}
 	table, poolID := "subscriptions", seat.seat.SubscriptionID
 	if poolID == nil {
 		table, poolID = "orders", seat.seat.OrderID
@@ -470,9 +478,10 @@ func (db *DB) claim(ctx context.Context, tx pgx.Tx, st Settings, r events.Reques
 	// a customer session otherwise. Its token derives from the request id,
 	// so an idempotent replay of this claim returns the same token.
 	sessionID := uuid.NewSHA1(uuid.NameSpaceOID, []byte("claim-session:"+r.ID)).String()
-	if _, err := tx.Exec(ctx, `INSERT INTO sessions (id, token_hash, customer_id, member_id, scopes, expires_at)
-		VALUES ($1, $2, $3, $4, $5, $6)`, sessionID, secret.HashToken(st.Keys.SessionToken(r.ID)),
-		*seat.seat.CustomerID, seat.seat.MemberID, DefaultScopes, now.Add(st.sessionTTL())); err != nil {
+	// The session belongs to the seat: revoking the seat ends it.
+	if _, err := tx.Exec(ctx, `INSERT INTO sessions (id, token_hash, customer_id, member_id, scopes, expires_at, seat_id)
+		VALUES ($1, $2, $3, $4, $5, $6, $7)`, sessionID, secret.HashToken(st.Keys.SessionToken(r.ID)),
+		*seat.seat.CustomerID, seat.seat.MemberID, DefaultScopes, now.Add(st.sessionTTL()), seatID); err != nil {
 		return events.Result{}, fmt.Errorf("claim session: %w", err)
 	}
 	if err := emitSeatEvent(ctx, tx, events.SeatClaimedEvent, seat, now); err != nil {

@@ -79,3 +79,10 @@ func (db *DB) Authenticate(ctx context.Context, token string) (Session, error) {
 	}
 	return s, nil
 }
+
+// SessionLive reports whether a session exists and has not expired.
+func (db *DB) SessionLive(ctx context.Context, id string) (bool, error) {
+	var live bool
+	err := db.Pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM sessions WHERE id = $1 AND expires_at > now())`, id).Scan(&live)
+	return live, err
+}

@@ -30,15 +30,6 @@ func publish(t *testing.T, e *seatdtest.Env, r events.Request, msgID string) *je
 	return ack
 }
 
-func seatCount(t *testing.T, e *seatdtest.Env) int {
-	t.Helper()
-	var n int
-	if err := e.DB.Pool.QueryRow(context.Background(), `SELECT count(*) FROM seats`).Scan(&n); err != nil {
-		t.Fatal(err)
-	}
-	return n
-}
-
 func waitApplied(t *testing.T, e *seatdtest.Env, id string) {
 	t.Helper()
 	seatdtest.WaitFor(t, 10*time.Second, "request "+id+" applied", func() bool {
@@ -70,7 +61,7 @@ func TestDuplicatePublish(t *testing.T) {
 	}
 	waitApplied(t, e, r.ID)
 	waitStreamEmpty(t, e)
-	if n := seatCount(t, e); n != 1 {
+	if n := e.SeatCount(); n != 1 {
 		t.Errorf("%d seats, want 1", n)
 	}
 }
@@ -87,7 +78,7 @@ func TestDuplicateBeyondDedupeWindow(t *testing.T) {
 	waitApplied(t, e, r.ID)
 	publish(t, e, r, "another-msg-id") // the broker sees a new message
 	waitStreamEmpty(t, e)
-	if n := seatCount(t, e); n != 1 {
+	if n := e.SeatCount(); n != 1 {
 		t.Errorf("%d seats, want 1", n)
 	}
 }
@@ -108,7 +99,7 @@ func TestRedeliveryAfterCommitBeforeAck(t *testing.T) {
 	}
 	e.StartWorker()
 	waitStreamEmpty(t, e)
-	if n := seatCount(t, e); n != 1 {
+	if n := e.SeatCount(); n != 1 {
 		t.Errorf("%d seats after redelivery, want 1", n)
 	}
 	var deliveries int

@@ -144,16 +144,34 @@ func (q *Requeuer) sweep(ctx context.Context, grace time.Duration) (int, error) 
 	if err != nil {
 		return 0, err
 	}
+	published := 0
 	for _, r := range reqs {
 		data, err := r.Encode()
 		if err != nil {
+			// It can never be published: end it with its reason instead of
+			// skipping it on every sweep, so it is not queued forever.
+			if _, ferr := q.DB.Fail(ctx, r, events.CodeInvalid, "The request could not be queued: "+err.Error()); ferr != nil {
+				return published, ferr
+			}
+			q.log().Error("queued request cannot be published; recorded as failed", "request_id", r.ID, "err", err)
 			continue
 		}
-		if _, err := q.JS.Publish(ctx, events.RequestsSubject, data, jetstream.WithMsgID(r.ID)); err != nil {
-			return 0, err
+		ack, err := q.JS.Publish(ctx, events.RequestsSubject, data, jetstream.WithMsgID(r.ID))
+		if err != nil {
+			return published, err
+		}
+		if !ack.Duplicate { // the stream held it after all: nothing was re-published
+			published++
 		}
 	}
-	return len(reqs), nil
+	return published, nil
+}
+
+func (q *Requeuer) log() *slog.Logger {
+	if q.Log == nil {
+		return slog.Default()
+	}
+	return q.Log
 }
 
 // Expirer revokes pending seats whose invitation expired, when the

@@ -31,7 +31,7 @@ func TestRequeueLostMessage(t *testing.T) {
 	go q.Run(ctxRun)
 	waitApplied(t, e, lost.ID)
 	time.Sleep(200 * time.Millisecond) // a few more sweeps
-	if n := seatCount(t, e); n != 1 {
+	if n := e.SeatCount(); n != 1 {
 		t.Errorf("%d seats, want 1", n)
 	}
 	var deliveries int

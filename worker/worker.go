@@ -10,6 +10,7 @@ import (
 	"sort"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.opentelemetry.io/otel/trace"
@@ -138,7 +139,9 @@ func (w *Worker) handle(ctx context.Context, msgs []jetstream.Msg) {
 		}
 		req, err := events.DecodeRequest(m.Data())
 		if err != nil {
-			w.deadLetter(ctx, m, nil, n, err.Error())
+			// If the message names a request, that request ends failed
+			// (dead-lettered) in the ledger, not queued forever.
+			w.deadLetter(ctx, m, salvage(m.Data()), n, err.Error())
 			continue
 		}
 		items = append(items, item{msg: m, req: req, deliveries: n})
@@ -282,6 +285,19 @@ func (w *Worker) poke() {
 	case w.cfg.OutboxWritten <- struct{}{}:
 	default:
 	}
+}
+
+// salvage recovers who a malformed message was from, when it says so
+// legibly enough for the ledger; nil otherwise.
+func salvage(data []byte) *events.Request {
+	var r events.Request
+	if json.Unmarshal(data, &r) != nil {
+		return nil
+	}
+	if _, err := uuid.Parse(r.ID); err != nil || len(r.ID) != 36 {
+		return nil
+	}
+	return &events.Request{ID: r.ID, Op: r.Op, CustomerID: r.CustomerID, TokenHash: r.TokenHash, ReplyTo: r.ReplyTo}
 }
 
 func truncate(s string, n int) string {

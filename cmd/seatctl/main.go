@@ -356,11 +356,22 @@ type multi []string
 func (m *multi) String() string     { return strings.Join(*m, ",") }
 func (m *multi) Set(v string) error { *m = append(*m, v); return nil }
 
+// scopeFlag is a repeatable --scope that takes only the scopes seatd knows,
+// so a typo cannot mint a session that silently authorises nothing.
+type scopeFlag struct{ multi }
+
+func (m *scopeFlag) Set(v string) error {
+	if v != storage.ScopeRead && v != storage.ScopeWrite {
+		return fmt.Errorf("unknown scope %q: scopes are %s and %s", v, storage.ScopeRead, storage.ScopeWrite)
+	}
+	return m.multi.Set(v)
+}
+
 func sessionCreate(e *env, fs *flag.FlagSet, args []string) error {
 	cust := fs.String("customer", "", "customer id (customer session)")
 	mem := fs.String("member", "", "member id (member session)")
 	ttl := fs.Duration("ttl", time.Hour, "session lifetime")
-	var scopes multi
+	var scopes scopeFlag
 	fs.Var(&scopes, "scope", "scope (repeatable; default customer_portal:read and customer_portal:write)")
 	if _, err := parse(fs, args); err != nil {
 		return err
@@ -371,7 +382,7 @@ func sessionCreate(e *env, fs *flag.FlagSet, args []string) error {
 	if err := e.open(); err != nil {
 		return err
 	}
-	token, expires, err := e.db.CreateSession(e.ctx, *cust, *mem, scopes, *ttl)
+	token, expires, err := e.db.CreateSession(e.ctx, *cust, *mem, scopes.multi, *ttl)
 	if err != nil {
 		return describe(err)
 	}

@@ -102,7 +102,11 @@ func publishPaced(ctx context.Context, js jetstream.JetStream, reqs []events.Req
 	for start := 0; start < len(reqs); start += chunk {
 		part := reqs[start:min(start+chunk, len(reqs))]
 		for {
-			err := ingress.PublishAll(ctx, js, part)
+			bad, err := ingress.PublishAll(ctx, js, part)
+			if len(bad) > 0 {
+				res.err = fmt.Errorf("request %s cannot be published: %w", bad[0].Request.ID, bad[0].Err)
+				return res
+			}
 			if err == nil {
 				break
 			}

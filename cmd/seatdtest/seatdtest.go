@@ -41,6 +41,9 @@ type Options struct {
 	SyncTimeout   time.Duration // default 10s
 	RateLimit     float64
 	RateBurst     int
+	AuthFailLimit float64 // bad-token requests per second per client address; 0: seatd's default
+	AuthFailBurst int
+	BodyTimeout   time.Duration // 0: seatd's default
 	InvitationTTL time.Duration
 	BatchSize     int
 	MaxDeliveries int
@@ -126,6 +129,7 @@ func New(t testing.TB, opts Options) *Env {
 	e.cfg = config.Defaults()
 	e.cfg.SyncTimeout, e.cfg.RateLimit, e.cfg.RateBurst = opts.SyncTimeout, opts.RateLimit, opts.RateBurst
 	e.cfg.InvitationTTL, e.cfg.WorkerBatch, e.cfg.MaxDeliveries = opts.InvitationTTL, opts.BatchSize, opts.MaxDeliveries
+	e.cfg.AuthFailLimit, e.cfg.AuthFailBurst, e.cfg.BodyTimeout = opts.AuthFailLimit, opts.AuthFailBurst, opts.BodyTimeout
 	e.cfg.PublicURL, e.cfg.DataDir = PublicURL, opts.MailDir
 	e.cfg.MailRetryBase, e.cfg.MailRetryMax = 50*time.Millisecond, 500*time.Millisecond
 	e.Settings = roles.Settings(&e.cfg, e.Keys)
@@ -330,4 +334,14 @@ func WaitFor(t testing.TB, timeout time.Duration, what string, cond func() bool)
 		}
 		return errors.New("not yet")
 	})
+}
+
+// SeatCount is how many seats the database holds, in any status.
+func (e *Env) SeatCount() int {
+	e.T.Helper()
+	var n int
+	if err := e.DB.Pool.QueryRow(context.Background(), `SELECT count(*) FROM seats`).Scan(&n); err != nil {
+		e.T.Fatal(err)
+	}
+	return n
 }

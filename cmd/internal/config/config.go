@@ -43,6 +43,9 @@ type Config struct {
 	AckWait            time.Duration
 	RateLimit          float64
 	RateBurst          int
+	AuthFailLimit      float64
+	AuthFailBurst      int
+	BodyTimeout        time.Duration
 	WorkerBatch        int
 	MaxDeliveries      int
 	LogLevel           string
@@ -74,6 +77,9 @@ func Defaults() Config {
 		AckWait:            30 * time.Second,
 		RateLimit:          50,
 		RateBurst:          100,
+		AuthFailLimit:      2,
+		AuthFailBurst:      30,
+		BodyTimeout:        10 * time.Second,
 		WorkerBatch:        64,
 		MaxDeliveries:      10,
 		LogLevel:           "info",
@@ -113,8 +119,11 @@ func (c *Config) settings() []setting {
 		{"nats-fsync", "SEATD_NATS_FSYNC", "embedded JetStream file store sync: always, or an interval such as 1s", false, &c.NATSFsync},
 		{"nats-replicas", "SEATD_NATS_REPLICAS", "stream replicas (3 on a NATS cluster)", false, &c.NATSReplicas},
 		{"ack-wait", "SEATD_ACK_WAIT", "how long a crashed worker holds a request before another gets it (mailer: twice this)", false, &c.AckWait},
-		{"rate-limit", "SEATD_RATE_LIMIT", "write requests per second per token (0: unlimited)", false, &c.RateLimit},
-		{"rate-burst", "SEATD_RATE_BURST", "burst of write requests per token", false, &c.RateBurst},
+		{"rate-limit", "SEATD_RATE_LIMIT", "requests per second per token (writes and reads each) and per client address (claims and claim lookups) (0: unlimited)", false, &c.RateLimit},
+		{"rate-burst", "SEATD_RATE_BURST", "burst of requests per bucket", false, &c.RateBurst},
+		{"auth-fail-limit", "SEATD_AUTH_FAIL_LIMIT", "requests with a bad bearer token per second per client address before 429 (negative: unlimited)", false, &c.AuthFailLimit},
+		{"auth-fail-burst", "SEATD_AUTH_FAIL_BURST", "burst of requests with a bad bearer token per client address", false, &c.AuthFailBurst},
+		{"body-timeout", "SEATD_BODY_TIMEOUT", "how long a request body may take to arrive before 408", false, &c.BodyTimeout},
 		{"worker-batch", "SEATD_WORKER_BATCH", "requests applied per transaction", false, &c.WorkerBatch},
 		{"max-deliveries", "SEATD_MAX_DELIVERIES", "deliveries before a failing request is dead-lettered", false, &c.MaxDeliveries},
 		{"log-level", "SEATD_LOG_LEVEL", "debug, info, warn or error", false, &c.LogLevel},

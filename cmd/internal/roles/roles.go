@@ -91,7 +91,8 @@ func Mailer(cfg *config.Config, d Deps, tune Tuning) (Runner, error) {
 // Ingress is the HTTP edge.
 func Ingress(cfg *config.Config, d Deps) (*ingress.Server, error) {
 	return ingress.New(ingress.Config{DB: d.DB, NC: d.NC, JS: d.JS, Keys: d.Keys, Log: d.Log,
-		SyncTimeout: cfg.SyncTimeout, RateLimit: cfg.RateLimit, RateBurst: cfg.RateBurst})
+		SyncTimeout: cfg.SyncTimeout, RateLimit: cfg.RateLimit, RateBurst: cfg.RateBurst,
+		AuthFailLimit: cfg.AuthFailLimit, AuthFailBurst: cfg.AuthFailBurst, BodyTimeout: cfg.BodyTimeout})
 }
 
 // Webhooks is the webhook sender: the seat-event consumer and the
