@@ -37,6 +37,7 @@ const usage = `usage: seatctl COMMAND [flags]
   seat show SEAT
   import (--subscription SUB | --order ORD) [--dry-run] [--report PATH] [--timeout 10m] [--in-flight N] FILE|-
   dlq list | dlq show ID | dlq replay (ID | --all) | dlq purge
+  bench --mode MODE[,MODE...]|all [--requests N] [--pools N] [--clients N] [--pgbench-ceiling PATH]
 
 Configuration comes from the same environment as seatd (DATABASE_URL,
 NATS_URL, SEATD_DATA_DIR, SEATD_SECRET_KEY).`
@@ -154,6 +155,7 @@ var commands = map[string]command{
 	"seat show":              seatShow,
 	"import":                 importCmd,
 	"dlq":                    deadLetterCmd,
+	"bench":                  benchCmd,
 }
 
 // parse parses flags, allowing them after positional arguments too.
