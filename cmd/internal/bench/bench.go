@@ -67,12 +67,6 @@ type Options struct {
 // Check validates the options that come from flags and fills in
 // defaults; Run calls it too.
 func (o *Options) Check() error {
-	if o.Pools == 0 {
-		o.Pools = 50
-	}
-	if o.Clients == 0 {
-		o.Clients = 64
-	}
 	if o.Timeout == 0 {
 		o.Timeout = 15 * time.Minute
 	}
