@@ -36,7 +36,7 @@ func benchCmd(e *env, fs *flag.FlagSet, args []string) error {
 	fs.DurationVar(&o.Timeout, "timeout", 0, "give up on a mode after this long (default 15m)")
 	fs.StringVar(&o.Seatd, "seatd", "", "seatd binary (default: the one next to seatctl, else built with go build)")
 	fs.StringVar(&o.Seatctl, "seatctl", "", "seatctl binary for import mode (default: this one)")
-	fs.StringVar(&o.PgbenchCeiling, "pgbench-ceiling", "", "run this script (../shared/perf/pgbench-ceiling) first and report its tps and each mode's ratio to it")
+	fs.StringVar(&o.PgbenchCeiling, "pgbench-ceiling", "", "run this script (../shared/perf/pgbench-ceiling) before each mode and report its tps and the mode's ratio to it")
 	fs.BoolVar(&o.Keep, "keep", false, "keep each mode's database and data directory")
 	var extra multi
 	fs.Var(&extra, "seatd-env", "KEY=VALUE setting for the seatd children, e.g. SEATD_NATS_FSYNC=1s (repeatable)")

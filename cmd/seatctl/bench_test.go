@@ -5,6 +5,8 @@ import (
 	"context"
 	"encoding/json"
 	"math"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -23,8 +25,14 @@ func TestBenchEveryMode(t *testing.T) {
 	var stdout, stderr bytes.Buffer
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
+	// pgbench itself is not what this test is about: a stand-in prints
+	// pgbench's tps line.
+	ceiling := filepath.Join(t.TempDir(), "pgbench-ceiling")
+	if err := os.WriteFile(ceiling, []byte("#!/bin/sh\necho 'tps = 1000.000000 (without initial connection time)'\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
 	err := run(ctx, []string{"bench", "--mode", "all", "--requests", "50", "--pools", "5", "--clients", "8",
-		"--database-url", storagetest.AdminURL()}, nil, &stdout, &stderr)
+		"--pgbench-ceiling", ceiling, "--database-url", storagetest.AdminURL()}, nil, &stdout, &stderr)
 	if err != nil {
 		t.Fatalf("bench: %v\n%s", err, stderr.String())
 	}
@@ -64,9 +72,15 @@ func TestBenchEveryMode(t *testing.T) {
 		if seconds <= 0 || perS <= 0 || math.Abs(perS-requests/seconds) > 0.05*perS+1 {
 			t.Errorf("%s: %v requests in %v s is not %v/s", mode, requests, seconds, perS)
 		}
+		if num("pgbench_tps") != 1000 || math.Abs(num("pgbench_ratio")-perS/1000) > 0.01 {
+			t.Errorf("%s: pgbench %v tps, ratio %v for %v/s", mode, r["pgbench_tps"], r["pgbench_ratio"], perS)
+		}
 		p50, p99 := num("p50_ms"), num("p99_ms")
 		if p50 < 0 || p99 < p50 || p99 > 120_000 {
 			t.Errorf("%s: p50 %v ms, p99 %v ms", mode, p50, p99)
+		}
+		if num("cpus") < 1 || num("loadavg_1m") < 0 {
+			t.Errorf("%s: machine %v CPUs, load %v", mode, r["cpus"], r["loadavg_1m"])
 		}
 		if rss := num("seatd_peak_rss_mb"); rss < 5 || rss > 2000 {
 			t.Errorf("%s: seatd peak RSS %v MiB", mode, rss)

@@ -24,6 +24,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"sort"
 	"strconv"
 	"strings"
@@ -57,7 +58,7 @@ type Options struct {
 	Seatd          string   // the seatd binary
 	Seatctl        string   // the seatctl binary (import mode)
 	SeatdEnv       []string // extra KEY=VALUE settings for seatd children (and seatctl)
-	PgbenchCeiling string   // script printing pgbench's "tps = N" line; empty: not run
+	PgbenchCeiling string   // script printing pgbench's "tps = N" line, run before each mode; empty: not run
 	Keep           bool     // keep each mode's database and data directory
 
 	Stdout io.Writer // one JSON line per mode
@@ -98,8 +99,8 @@ func (o *Options) Check() error {
 	return nil
 }
 
-// Result is one mode's JSON line. Times are wall clock; latencies are in
-// milliseconds; memory in MiB.
+// Result is one mode's JSON line. Times are wall clock, in seconds to the
+// millisecond; latencies are in milliseconds; memory in MiB.
 type Result struct {
 	Mode     string  `json:"mode"`
 	Requests int     `json:"requests"`
@@ -145,6 +146,10 @@ type Result struct {
 	// AppliedPgbenchRatio is applied_per_s / pgbench_tps (http-async).
 	AppliedPgbenchRatio float64 `json:"applied_pgbench_ratio,omitempty"`
 	NATSFsync           string  `json:"nats_fsync"`
+	// The machine: its CPUs and its load average when the mode started
+	// (other work on it makes every figure smaller).
+	CPUs    int     `json:"cpus"`
+	LoadAvg float64 `json:"loadavg_1m"`
 }
 
 // Run runs every mode in o.Modes. Each mode prints a summary to Stderr and
@@ -157,19 +162,20 @@ func Run(ctx context.Context, o Options) error {
 	if o.AdminURL == "" || o.Seatd == "" {
 		return errors.New("bench: no database URL or no seatd binary")
 	}
-	var tps float64
-	if o.PgbenchCeiling != "" {
-		fmt.Fprintf(o.Stderr, "pgbench-ceiling: running %s\n", o.PgbenchCeiling)
-		var err error
-		if tps, err = pgbenchCeiling(ctx, o.PgbenchCeiling); err != nil {
-			return err
-		}
-		fmt.Fprintf(o.Stderr, "pgbench-ceiling: %.0f tps\n", tps)
-	}
 	var failed []string
 	for _, mode := range o.Modes {
 		if ctx.Err() != nil {
 			return ctx.Err()
+		}
+		// The yardstick runs right before each mode: on a shared machine
+		// the ceiling moves with everything else.
+		var tps float64
+		if o.PgbenchCeiling != "" {
+			var err error
+			if tps, err = pgbenchCeiling(ctx, o.PgbenchCeiling); err != nil {
+				return err
+			}
+			fmt.Fprintf(o.Stderr, "pgbench-ceiling before %s: %.0f tps\n", mode, tps)
 		}
 		res, err := runMode(ctx, &o, mode)
 		if err != nil {
@@ -179,9 +185,9 @@ func Run(ctx context.Context, o Options) error {
 		}
 		if tps > 0 {
 			res.PgbenchTPS = round(tps)
-			res.PgbenchRatio = math.Round(res.PerS/tps*100) / 100
+			res.PgbenchRatio = math.Round(res.PerS/tps*1000) / 1000
 			if res.AppliedPerS > 0 {
-				res.AppliedPgbenchRatio = math.Round(res.AppliedPerS/tps*100) / 100
+				res.AppliedPgbenchRatio = math.Round(res.AppliedPerS/tps*1000) / 1000
 			}
 		}
 		fmt.Fprintln(o.Stderr, summary(res))
@@ -225,6 +231,7 @@ func summary(r Result) string {
 			fmt.Fprintf(&b, " (applied %.2f)", r.AppliedPgbenchRatio)
 		}
 	}
+	fmt.Fprintf(&b, "\n  machine: %d CPUs, load average %.2f at the start", r.CPUs, r.LoadAvg)
 	fmt.Fprintf(&b, "\n  verified: %d applied, %d refused, %d dead-lettered; no pool over capacity, no duplicate seat",
 		r.Applied, r.Refused, r.DeadLettered)
 	return b.String()
@@ -257,7 +264,7 @@ func runMode(ctx context.Context, o *Options, mode string) (Result, error) {
 	fmt.Fprintf(o.Stderr, "bench %s: %d requests over %d pools of %d seats, database %s, data dir %s\n",
 		mode, r.n, r.pools, r.seats, r.dbName, r.dataDir)
 	res := Result{Mode: mode, Requests: r.n, Pools: r.pools, SeatsPerPool: r.seats, ClaimRatio: o.ClaimRatio,
-		NATSFsync: r.setting("SEATD_NATS_FSYNC", "always")}
+		NATSFsync: r.setting("SEATD_NATS_FSYNC", "always"), CPUs: runtime.NumCPU(), LoadAvg: loadAvg()}
 	switch mode {
 	case "direct":
 		err = r.direct(ctx, &res)
@@ -282,7 +289,7 @@ func runMode(ctx context.Context, o *Options, mode string) (Result, error) {
 		return Result{}, fmt.Errorf("verification failed (%s):\n%w", out, err)
 	}
 	res.Applied, res.Refused, res.DeadLettered, res.Verified = out.Applied, out.Refused, out.DeadLettered, true
-	res.Seconds, res.PerS, res.SeatdPeakRSSMB = round(res.Seconds), round(res.PerS), round(res.SeatdPeakRSSMB)
+	res.Seconds, res.PerS, res.SeatdPeakRSSMB = math.Round(res.Seconds*1000)/1000, round(res.PerS), round(res.SeatdPeakRSSMB)
 	return res, nil
 }
 
@@ -425,3 +432,13 @@ func percentiles(d []time.Duration) (p50, p99 float64) {
 }
 
 func round(f float64) float64 { return math.Round(f*100) / 100 }
+
+// loadAvg is the machine's 1-minute load average, 0 when unknown.
+func loadAvg() float64 {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return 0
+	}
+	f, _ := strconv.ParseFloat(strings.Fields(string(b) + " 0")[0], 64)
+	return f
+}

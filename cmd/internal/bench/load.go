@@ -183,7 +183,7 @@ func (r *run) childrenAlive() error {
 // there are want of them, and returns when the last one completed. It
 // fails when nothing moves for two minutes.
 func (r *run) waitApplied(ctx context.Context, want int) (time.Time, error) {
-	last, lastChange := -1, time.Now()
+	last, lastChange, lastReport := -1, time.Now(), time.Now()
 	for {
 		if err := r.childrenAlive(); err != nil {
 			return time.Time{}, err
@@ -201,6 +201,10 @@ func (r *run) waitApplied(ctx context.Context, want int) (time.Time, error) {
 			last, lastChange = done, time.Now()
 		} else if time.Since(lastChange) > 2*time.Minute {
 			return time.Time{}, fmt.Errorf("stalled: %d of %d requests have an outcome, none more for 2 minutes", done, want)
+		}
+		if time.Since(lastReport) >= 10*time.Second {
+			lastReport = time.Now()
+			fmt.Fprintf(r.o.Stderr, "bench %s: %d of %d requests have an outcome\n", r.mode, done, want)
 		}
 		if err := sleep(ctx, 100*time.Millisecond); err != nil {
 			return time.Time{}, fmt.Errorf("waiting for outcomes (%d of %d): %w", done, want, err)

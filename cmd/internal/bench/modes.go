@@ -347,7 +347,7 @@ func (r *run) importFile(ctx context.Context, res *Result) error {
 	cmd := exec.CommandContext(ctx, r.o.Seatctl, "import", "--subscription", tenants[0].subID,
 		"--timeout", r.o.Timeout.String(), path)
 	cmd.Env = r.env()
-	cmd.Stdout, cmd.Stderr = &out, logf
+	cmd.Stdout, cmd.Stderr = &out, io.MultiWriter(logf, r.o.Stderr) // its progress lines
 	start := time.Now()
 	err = cmd.Run()
 	el := time.Since(start)
