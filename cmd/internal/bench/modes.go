@@ -348,9 +348,17 @@ func (r *run) importFile(ctx context.Context, res *Result) error {
 		"--timeout", r.o.Timeout.String(), path)
 	cmd.Env = r.env()
 	cmd.Stdout, cmd.Stderr = &out, io.MultiWriter(logf, r.o.Stderr) // its progress lines
+	// At the mode's timeout seatctl is interrupted, as by Ctrl-C: it
+	// stops and prints its summary.
+	cmd.Cancel = func() error { return cmd.Process.Signal(os.Interrupt) }
+	cmd.WaitDelay = 30 * time.Second
 	start := time.Now()
 	err = cmd.Run()
 	el := time.Since(start)
+	if ctx.Err() != nil {
+		return fmt.Errorf("seatctl import did not finish within %s (--timeout): %v; its summary: %s",
+			r.o.Timeout, err, strings.TrimSpace(out.String()))
+	}
 	var ee *exec.ExitError
 	refusals := r.n > r.seats // some rows must fail: exit 1
 	if err != nil && !(errors.As(err, &ee) && ee.ExitCode() == 1 && refusals) {
