@@ -21,7 +21,8 @@ seatd binary as a child process with its rate limits lifted, drives its load,
 then verifies that every request has an outcome, no pool is over capacity and
 no seat is duplicated. Each mode prints a summary on stderr and one JSON line
 on stdout; a mode whose verification fails prints why and no figures, and
-the exit status is 1.
+the exit status is 1. The children get none of this environment's SEATD_*
+settings (nor seatctl's seatd flags): give them with --seatd-env.
 
 Modes: direct, queue, http-async, http-sync, hot, import, mail.`
 
