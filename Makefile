@@ -4,7 +4,7 @@ FUZZTIME ?= 5s
 export PATH := $(PATH):/usr/local/go/bin:$(HOME)/go/bin
 STATICCHECK_VERSION ?= v0.8.2
 
-.PHONY: run test check unit fuzz bench build clean
+.PHONY: run test check unit fuzz bench bench-go build clean
 
 run:
 	$(GO) run ./cmd/seatd serve
@@ -40,8 +40,15 @@ fuzz:
 		$(GO) test -run='^$$' -fuzz="^$$name$$" -fuzztime=$(FUZZTIME) $$pkg; \
 	done
 
-# Throughput measurements (not part of `make test`).
-bench:
+# Throughput (not part of `make test`): every `seatctl bench` mode at its
+# default size against the real seatd binary, next to pgbench-ceiling's tps
+# from the same run. BENCHFLAGS adds flags, e.g. BENCHFLAGS='--mode queue'.
+PGBENCH_CEILING ?= $(wildcard ../shared/perf/pgbench-ceiling)
+bench: build
+	bin/seatctl bench --mode all $(if $(PGBENCH_CEILING),--pgbench-ceiling $(PGBENCH_CEILING)) $(BENCHFLAGS)
+
+# The Go micro-benchmarks (worker batch sizes, JetStream fsync, import).
+bench-go:
 	$(GO) test -run='^$$' -bench=. -benchtime=1x -timeout 30m ./...
 
 clean:

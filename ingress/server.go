@@ -17,6 +17,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/seatd/seatd/events"
+	"github.com/seatd/seatd/events/stream"
 	"github.com/seatd/seatd/storage"
 	"github.com/seatd/seatd/storage/secret"
 	"github.com/seatd/seatd/telemetry"
@@ -344,16 +345,14 @@ func (s *Server) writeReplay(w http.ResponseWriter, r *http.Request, res events.
 }
 
 func (s *Server) publish(ctx context.Context, req events.Request) error {
-	data, err := req.Encode()
+	m, err := stream.RequestMsg(req)
 	if err != nil {
 		return err
 	}
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	msg := nats.NewMsg(events.RequestsSubject)
-	msg.Data = data
-	telemetry.InjectNATS(ctx, msg.Header) // the worker's span joins this request's trace
-	_, err = s.cfg.JS.PublishMsg(ctx, msg, jetstream.WithMsgID(req.ID))
+	telemetry.InjectNATS(ctx, m.Header) // the worker's span joins this request's trace
+	_, err = stream.Publish(ctx, s.cfg.JS, m)
 	return err
 }
 

@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/seatd/seatd/events"
+	"github.com/seatd/seatd/events/stream"
 	"github.com/seatd/seatd/storage"
 )
 
@@ -120,8 +121,8 @@ func (d *DeadLetters) Replay(ctx context.Context, seq uint64) (DeadLetterEntry, 
 	}
 	// A fresh Nats-Msg-Id: the original one may still be inside the dedupe
 	// window. The ledger, keyed by request id, keeps the effect single.
-	if _, err := d.JS.Publish(ctx, events.RequestsSubject, dl.Request,
-		jetstream.WithMsgID(fmt.Sprintf("replay-%s-%d", dl.RequestID, seq))); err != nil {
+	if _, err := stream.Publish(ctx, d.JS, stream.Msg{Subject: events.RequestsSubject, Data: dl.Request,
+		ID: fmt.Sprintf("replay-%s-%d", dl.RequestID, seq)}); err != nil {
 		return DeadLetterEntry{}, err
 	}
 	if err := s.DeleteMsg(ctx, seq); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {

@@ -2,14 +2,13 @@ package worker
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/seatd/seatd/events"
+	"github.com/seatd/seatd/events/stream"
 	"github.com/seatd/seatd/storage"
 )
 
@@ -54,30 +53,11 @@ func (r *Relay) Run(ctx context.Context) error {
 }
 
 func (r *Relay) publish(ctx context.Context, msgs []storage.OutboxMessage) error {
-	futures := make([]jetstream.PubAckFuture, 0, len(msgs))
-	for _, m := range msgs {
-		nm := nats.NewMsg(m.Subject)
-		nm.Data = m.Payload
-		f, err := r.JS.PublishMsgAsync(nm, jetstream.WithMsgID(m.MsgID))
-		if err != nil {
-			return fmt.Errorf("publish %s: %w", m.MsgID, err)
-		}
-		futures = append(futures, f)
+	out := make([]stream.Msg, len(msgs))
+	for i, m := range msgs {
+		out[i] = stream.Msg{Subject: m.Subject, ID: m.MsgID, Data: m.Payload}
 	}
-	timeout := time.NewTimer(10 * time.Second)
-	defer timeout.Stop()
-	for _, f := range futures {
-		select {
-		case <-f.Ok():
-		case err := <-f.Err():
-			return fmt.Errorf("publish %s: %w", f.Msg().Header.Get(jetstream.MsgIDHeader), err)
-		case <-timeout.C:
-			return fmt.Errorf("publish: no ack within 10s")
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	}
-	return nil
+	return stream.PublishAll(ctx, r.JS, out, nil)
 }
 
 // Requeuer re-publishes requests that the ledger holds as queued but whose
@@ -125,11 +105,11 @@ func (q *Requeuer) Run(ctx context.Context) error {
 }
 
 func (q *Requeuer) sweep(ctx context.Context, grace time.Duration) (int, error) {
-	stream, err := q.JS.Stream(ctx, events.RequestsStream)
+	st, err := q.JS.Stream(ctx, events.RequestsStream)
 	if err != nil {
 		return 0, err
 	}
-	info, err := stream.Info(ctx)
+	info, err := st.Info(ctx)
 	if err != nil {
 		return 0, err
 	}
@@ -144,25 +124,28 @@ func (q *Requeuer) sweep(ctx context.Context, grace time.Duration) (int, error) 
 	if err != nil {
 		return 0, err
 	}
-	published := 0
+	msgs := make([]stream.Msg, 0, len(reqs))
 	for _, r := range reqs {
-		data, err := r.Encode()
+		m, err := stream.RequestMsg(r)
 		if err != nil {
 			// It can never be published: end it with its reason instead of
 			// skipping it on every sweep, so it is not queued forever.
 			if _, ferr := q.DB.Fail(ctx, r, events.CodeInvalid, "The request could not be queued: "+err.Error()); ferr != nil {
-				return published, ferr
+				return 0, ferr
 			}
 			q.log().Error("queued request cannot be published; recorded as failed", "request_id", r.ID, "err", err)
 			continue
 		}
-		ack, err := q.JS.Publish(ctx, events.RequestsSubject, data, jetstream.WithMsgID(r.ID))
-		if err != nil {
-			return published, err
-		}
+		msgs = append(msgs, m)
+	}
+	published := 0
+	err = stream.PublishAll(ctx, q.JS, msgs, func(_ int, ack *jetstream.PubAck) {
 		if !ack.Duplicate { // the stream held it after all: nothing was re-published
 			published++
 		}
+	})
+	if err != nil {
+		return published, err
 	}
 	return published, nil
 }

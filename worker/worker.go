@@ -243,7 +243,7 @@ func (w *Worker) deadLetter(ctx context.Context, m jetstream.Msg, req *events.Re
 	}
 	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	if _, err := w.cfg.JS.Publish(pctx, events.DeadLetterSubject, data, jetstream.WithMsgID(msgID)); err != nil {
+	if _, err := stream.Publish(pctx, w.cfg.JS, stream.Msg{Subject: events.DeadLetterSubject, ID: msgID, Data: data}); err != nil {
 		w.log.Error("dead-letter publish failed; will retry", "err", err)
 		_ = m.NakWithDelay(w.cfg.BackoffMax)
 		return

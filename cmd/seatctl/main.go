@@ -43,6 +43,7 @@ const usage = `usage: seatctl COMMAND [flags]
   webhook list --org ORG | webhook delete ID | webhook rotate-secret ID | webhook enable ID
   webhook deliveries ID [--status S] [--limit N]
   webhook redeliver (DELIVERY | --endpoint ID)
+  bench --mode MODE[,MODE...]|all [--requests N] [--pools N] [--clients N] [--pgbench-ceiling PATH]
 
 Configuration comes from the same environment as seatd (DATABASE_URL,
 NATS_URL, SEATD_DATA_DIR, SEATD_SECRET_KEY).`
@@ -200,6 +201,7 @@ var commands = map[string]command{
 	"webhook enable":         webhookEnable,
 	"webhook deliveries":     webhookDeliveries,
 	"webhook redeliver":      webhookRedeliver,
+	"bench":                  benchCmd,
 }
 
 // parse parses flags, allowing them after positional arguments too.

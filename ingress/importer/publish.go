@@ -2,16 +2,15 @@ package importer
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/seatd/seatd/events"
+	"github.com/seatd/seatd/events/stream"
 	"github.com/seatd/seatd/storage"
 )
 
@@ -19,10 +18,6 @@ const (
 	// chunkSize is how many rows are looked up in the ledger, and then
 	// published, at a time.
 	chunkSize = 1000
-	// publishWindow is how many publishes may await their ack at once:
-	// enough to keep the connection busy, and below the connection's limit
-	// of pending async publishes (1024, see config.ConnectNATS).
-	publishWindow = 512
 	// Polling the ledger for outcomes asks about pollBatch rows at a time,
 	// and backs off from pollMin to pollMax while nothing finishes.
 	pollBatch = 256
@@ -241,61 +236,16 @@ func (im *importer) stopOr(err error) error {
 	return err
 }
 
-// publishPipelined publishes requests with their ids as Nats-Msg-Id,
-// keeping up to publishWindow publishes awaiting their ack, and calls
-// acked(k) for each request JetStream has stored, in order.
+// publishPipelined publishes requests with their ids as Nats-Msg-Id and
+// calls acked(k) for each request JetStream has stored, in order.
 func publishPipelined(ctx context.Context, js jetstream.JetStream, reqs []events.Request, acked func(k int)) error {
-	type sent struct {
-		k int
-		f jetstream.PubAckFuture
-	}
-	window := make([]sent, 0, publishWindow)
-	timer := time.NewTimer(time.Hour)
-	defer timer.Stop()
-	await := func(s sent) error {
-		timer.Reset(30 * time.Second)
-		select {
-		case <-s.f.Ok():
-		case err := <-s.f.Err():
-			// The client has retried a missing stream response already;
-			// one more synchronous try rides out a leader election. The
-			// same Nats-Msg-Id makes it harmless if the first one landed.
-			m := nats.NewMsg(events.RequestsSubject)
-			m.Data = s.f.Msg().Data
-			if _, err2 := js.PublishMsg(ctx, m, jetstream.WithMsgID(reqs[s.k].ID)); err2 != nil {
-				return fmt.Errorf("publish request %s: %w", reqs[s.k].ID, errors.Join(err, err2))
-			}
-		case <-timer.C:
-			return fmt.Errorf("publish request %s: no ack from JetStream within 30s", reqs[s.k].ID)
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-		acked(s.k)
-		return nil
-	}
+	msgs := make([]stream.Msg, len(reqs))
 	for k, r := range reqs {
-		data, err := r.Encode()
+		m, err := stream.RequestMsg(r)
 		if err != nil {
-			return err
+			return fmt.Errorf("request %s: %w", r.ID, err)
 		}
-		m := nats.NewMsg(events.RequestsSubject)
-		m.Data = data
-		f, err := js.PublishMsgAsync(m, jetstream.WithMsgID(r.ID))
-		if err != nil {
-			return fmt.Errorf("publish request %s: %w", r.ID, err)
-		}
-		window = append(window, sent{k, f})
-		if len(window) == publishWindow {
-			if err := await(window[0]); err != nil {
-				return err
-			}
-			window = window[1:]
-		}
+		msgs[k] = m
 	}
-	for _, s := range window {
-		if err := await(s); err != nil {
-			return err
-		}
-	}
-	return nil
+	return stream.PublishAll(ctx, js, msgs, func(k int, _ *jetstream.PubAck) { acked(k) })
 }
