@@ -51,7 +51,9 @@ func TestAssignImmediateClaimBySubscription(t *testing.T) {
 		t.Errorf("database has status %q, seats_used %d", status, used)
 	}
 	var invitations int
-	e.DB.Pool.QueryRow(context.Background(), `SELECT count(*) FROM invitations`).Scan(&invitations)
+	if err := e.DB.Pool.QueryRow(context.Background(), `SELECT count(*) FROM invitations`).Scan(&invitations); err != nil {
+		t.Fatal(err)
+	}
 	if invitations != 0 {
 		t.Errorf("immediate claim created %d invitations", invitations)
 	}
@@ -174,7 +176,9 @@ func TestAssignResolution(t *testing.T) {
 	}
 	// The email path found-or-created exactly one customer for a@example.com.
 	var n int
-	e.DB.Pool.QueryRow(ctx, `SELECT count(*) FROM customers WHERE organization_id = $1 AND lower(email) = 'a@example.com'`, ten.OrgID).Scan(&n)
+	if err := e.DB.Pool.QueryRow(ctx, `SELECT count(*) FROM customers WHERE organization_id = $1 AND lower(email) = 'a@example.com'`, ten.OrgID).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
 	if n != 1 {
 		t.Errorf("%d customers for a@example.com, want 1", n)
 	}
@@ -227,7 +231,9 @@ func TestAssignErrors(t *testing.T) {
 	}
 	// None of the refused requests left a seat or a message behind.
 	var seats int
-	e.DB.Pool.QueryRow(ctx, `SELECT count(*) FROM seats`).Scan(&seats)
+	if err := e.DB.Pool.QueryRow(ctx, `SELECT count(*) FROM seats`).Scan(&seats); err != nil {
+		t.Fatal(err)
+	}
 	if seats != 1 {
 		t.Errorf("%d seats in the database, want 1", seats)
 	}
@@ -249,7 +255,9 @@ func TestMemberModel(t *testing.T) {
 		t.Errorf("member model seat: %s", resp.Body)
 	}
 	var memberEmail string
-	e.DB.Pool.QueryRow(ctx, `SELECT email FROM members WHERE id = $1`, seat["member_id"]).Scan(&memberEmail)
+	if err := e.DB.Pool.QueryRow(ctx, `SELECT email FROM members WHERE id = $1`, seat["member_id"]).Scan(&memberEmail); err != nil {
+		t.Fatal(err)
+	}
 	if memberEmail != "Dev@Example.com" {
 		t.Errorf("member not created for the email: %q", memberEmail)
 	}
@@ -284,8 +292,12 @@ func TestNoOversell(t *testing.T) {
 		t.Errorf("statuses %v, want 20×200 and 180×400", statuses)
 	}
 	var live, used int
-	e.DB.Pool.QueryRow(context.Background(), `SELECT count(*) FROM seats WHERE subscription_id = $1 AND status <> 'revoked'`, ten.SubscriptionID).Scan(&live)
-	e.DB.Pool.QueryRow(context.Background(), `SELECT seats_used FROM subscriptions WHERE id = $1`, ten.SubscriptionID).Scan(&used)
+	if err := e.DB.Pool.QueryRow(context.Background(), `SELECT count(*) FROM seats WHERE subscription_id = $1 AND status <> 'revoked'`, ten.SubscriptionID).Scan(&live); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.DB.Pool.QueryRow(context.Background(), `SELECT seats_used FROM subscriptions WHERE id = $1`, ten.SubscriptionID).Scan(&used); err != nil {
+		t.Fatal(err)
+	}
 	if live != 20 || used != 20 {
 		t.Errorf("%d live seats, seats_used %d; want 20", live, used)
 	}

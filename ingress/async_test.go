@@ -137,7 +137,9 @@ func TestIdempotencyKey(t *testing.T) {
 		}
 	}
 	var seats int
-	e.DB.Pool.QueryRow(context.Background(), `SELECT count(*) FROM seats WHERE subscription_id = $1`, ten.SubscriptionID).Scan(&seats)
+	if err := e.DB.Pool.QueryRow(context.Background(), `SELECT count(*) FROM seats WHERE subscription_id = $1`, ten.SubscriptionID).Scan(&seats); err != nil {
+		t.Fatal(err)
+	}
 	if seats != 1 {
 		t.Errorf("%d seats, want 1", seats)
 	}
@@ -173,7 +175,9 @@ func TestIdempotencyInFlight(t *testing.T) {
 		}
 	}
 	var seats int
-	e.DB.Pool.QueryRow(context.Background(), `SELECT count(*) FROM seats`).Scan(&seats)
+	if err := e.DB.Pool.QueryRow(context.Background(), `SELECT count(*) FROM seats`).Scan(&seats); err != nil {
+		t.Fatal(err)
+	}
 	if seats != 1 {
 		t.Errorf("%d seats, want 1", seats)
 	}
@@ -236,7 +240,9 @@ func TestBatch(t *testing.T) {
 		t.Errorf("loc %s", loc)
 	}
 	var n int
-	e.DB.Pool.QueryRow(context.Background(), `SELECT count(*) FROM requests`).Scan(&n)
+	if err := e.DB.Pool.QueryRow(context.Background(), `SELECT count(*) FROM requests`).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
 	if n != len(items) {
 		t.Errorf("%d ledger rows, want %d (the invalid batch recorded something)", n, len(items))
 	}
@@ -272,7 +278,9 @@ func TestIdempotencyAcrossRestart(t *testing.T) {
 		t.Errorf("after restart: %d %s, want the seat %s", r2.Status, r2.Body, r1.JSON(t)["id"])
 	}
 	var seats int
-	second.DB.Pool.QueryRow(context.Background(), `SELECT count(*) FROM seats`).Scan(&seats)
+	if err := second.DB.Pool.QueryRow(context.Background(), `SELECT count(*) FROM seats`).Scan(&seats); err != nil {
+		t.Fatal(err)
+	}
 	if seats != 1 {
 		t.Errorf("%d seats, want 1", seats)
 	}

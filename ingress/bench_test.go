@@ -52,7 +52,9 @@ func BenchmarkWorkerThroughput(b *testing.B) {
 				}
 				seatdtest.WaitFor(b, 5*time.Minute, "backlog applied", func() bool {
 					var n int
-					e.DB.Pool.QueryRow(context.Background(), `SELECT count(*) FROM requests WHERE status = 'succeeded'`).Scan(&n)
+					if err := e.DB.Pool.QueryRow(context.Background(), `SELECT count(*) FROM requests WHERE status = 'succeeded'`).Scan(&n); err != nil {
+						b.Fatal(err)
+					}
 					return n == requests
 				})
 				el := time.Since(start)

@@ -115,7 +115,9 @@ func TestClaimRace(t *testing.T) {
 		t.Errorf("racing claims: %v, want one 200 and nine 400", statuses)
 	}
 	var sessions int
-	e.DB.Pool.QueryRow(context.Background(), `SELECT count(*) FROM sessions WHERE customer_id = $1`, seat["customer_id"]).Scan(&sessions)
+	if err := e.DB.Pool.QueryRow(context.Background(), `SELECT count(*) FROM sessions WHERE customer_id = $1`, seat["customer_id"]).Scan(&sessions); err != nil {
+		t.Fatal(err)
+	}
 	if sessions != 1 {
 		t.Errorf("%d claim sessions, want 1", sessions)
 	}
@@ -177,7 +179,9 @@ func TestResend(t *testing.T) {
 		t.Errorf("resend claimed: %d %s", r.Status, r.Body)
 	}
 	var mails int
-	e.DB.Pool.QueryRow(context.Background(), `SELECT count(*) FROM invitations WHERE seat_id = $1`, id).Scan(&mails)
+	if err := e.DB.Pool.QueryRow(context.Background(), `SELECT count(*) FROM invitations WHERE seat_id = $1`, id).Scan(&mails); err != nil {
+		t.Fatal(err)
+	}
 	if mails != 2 {
 		t.Errorf("%d invitations, want 2", mails)
 	}

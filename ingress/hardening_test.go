@@ -84,9 +84,14 @@ func TestSlowHeadersAreCut(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer conn.Close()
-	conn.Write([]byte("GET /healthz HTTP/1.1\r\nHost: x\r\n")) // never ends
-	conn.SetReadDeadline(time.Now().Add(3 * time.Second))
+	defer func() { _ = conn.Close() }() // the server has cut it, or the test failed
+	// Had the write failed, the read below would fail at once and pass.
+	if _, err := conn.Write([]byte("GET /healthz HTTP/1.1\r\nHost: x\r\n")); err != nil { // never ends
+		t.Fatal(err)
+	}
+	if err := conn.SetReadDeadline(time.Now().Add(3 * time.Second)); err != nil {
+		t.Fatal(err)
+	}
 	buf := make([]byte, 512)
 	start := time.Now()
 	_, err = conn.Read(buf)

@@ -124,7 +124,7 @@ func TestMailDropEndToEnd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }() // read only
 	msg, err := mail.ReadMessage(f)
 	if err != nil {
 		t.Fatalf("the .eml does not parse: %v", err)

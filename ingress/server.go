@@ -440,7 +440,7 @@ func newRequestID() string { return uuid.NewString() }
 func hashOf(parts ...[]byte) []byte {
 	h := sha256.New()
 	for _, p := range parts {
-		fmt.Fprintf(h, "%d:", len(p))
+		_, _ = fmt.Fprintf(h, "%d:", len(p)) // a hash.Hash's Write never fails
 		h.Write(p)
 	}
 	return h.Sum(nil)

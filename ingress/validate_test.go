@@ -77,8 +77,12 @@ func TestValidation(t *testing.T) {
 		t.Errorf("unknown field refused: %d %s", ok.Status, ok.Body)
 	}
 	var requests, seats int
-	e.DB.Pool.QueryRow(context.Background(), `SELECT count(*) FROM requests`).Scan(&requests)
-	e.DB.Pool.QueryRow(context.Background(), `SELECT count(*) FROM seats`).Scan(&seats)
+	if err := e.DB.Pool.QueryRow(context.Background(), `SELECT count(*) FROM requests`).Scan(&requests); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.DB.Pool.QueryRow(context.Background(), `SELECT count(*) FROM seats`).Scan(&seats); err != nil {
+		t.Fatal(err)
+	}
 	if requests != 1 || seats != 1 {
 		t.Errorf("after %d invalid requests: %d ledger rows and %d seats, want 1 and 1", len(cases), requests, seats)
 	}

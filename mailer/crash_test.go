@@ -22,9 +22,8 @@ func TestCrashBeforeAcceptanceSendsOnce(t *testing.T) {
 	first := b.startChild(t)
 	b.publish(t, inv)
 	b.smtp.WaitForHeld(t, 1, 10*time.Second)
-	first.kill()
-	if !killedBySIGKILL(first.err) {
-		t.Fatalf("first mailer ended with %v, want SIGKILL", first.err)
+	if err := first.kill(); !killedBySIGKILL(err) {
+		t.Fatalf("first mailer ended with %v, want SIGKILL", err)
 	}
 	// The server notices the client is gone and drops the transaction.
 	b.smtp.WaitForHeld(t, 0, 5*time.Second)
@@ -82,7 +81,9 @@ func TestCrashAfterAcceptanceSendsAtMostTwiceWithOneMessageID(t *testing.T) {
 			b.smtp.Hold(mailtest.HoldAfterAccept)
 			c := b.startChild(t)
 			b.smtp.WaitForHeld(t, 1, 10*time.Second)
-			c.kill()
+			if err := c.kill(); !killedBySIGKILL(err) {
+				t.Fatalf("first mailer ended with %v, want SIGKILL", err)
+			}
 			b.smtp.WaitForHeld(t, 0, 5*time.Second)
 			b.smtp.Release()
 			return c

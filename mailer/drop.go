@@ -52,13 +52,15 @@ func (d *MailDrop) Send(ctx context.Context, m *Message) error {
 	if err != nil {
 		return fmt.Errorf("mail drop: %w", err)
 	}
-	defer os.Remove(tmp.Name()) // no-op once renamed
+	// Once renamed there is nothing to remove; before, the error returned
+	// says why the message was not dropped.
+	defer func() { _ = os.Remove(tmp.Name()) }()
 	if _, err := msg.WriteTo(tmp); err != nil {
-		tmp.Close()
+		_ = tmp.Close()
 		return fmt.Errorf("mail drop: write %s: %w", tmp.Name(), err)
 	}
 	if err := tmp.Sync(); err != nil {
-		tmp.Close()
+		_ = tmp.Close()
 		return fmt.Errorf("mail drop: sync %s: %w", tmp.Name(), err)
 	}
 	if err := tmp.Close(); err != nil {

@@ -124,17 +124,18 @@ func (b *bundle) startChild(t *testing.T, env ...string) *child {
 		close(c.done)
 	}()
 	t.Cleanup(func() {
-		c.kill()
+		_ = c.kill() // only making sure it is gone: the test judged how it ended
 		t.Logf("child %d output:\n%s", cmd.Process.Pid, c.out.String())
 	})
 	return c
 }
 
-// kill sends SIGKILL and waits for the process to be gone.
-func (c *child) kill() {
+// kill sends SIGKILL, waits for the process to be gone and returns how it
+// ended.
+func (c *child) kill() error {
 	c.t.Helper()
-	_ = c.cmd.Process.Signal(syscall.SIGKILL)
-	c.wait(10 * time.Second)
+	_ = c.cmd.Process.Signal(syscall.SIGKILL) // fails only if it has exited already
+	return c.wait(10 * time.Second)
 }
 
 // wait waits for the process to exit and returns how it ended.

@@ -220,13 +220,15 @@ func (s *SMTPSender) Send(ctx context.Context, m *Message) error {
 		if err != nil {
 			return nil, err
 		}
-		stops = append(stops, context.AfterFunc(ctx, func() { conn.Close() }))
+		// Closing is how a cancelled ctx aborts the conversation; the
+		// send then fails with the cancellation, which is what matters.
+		stops = append(stops, context.AfterFunc(ctx, func() { _ = conn.Close() }))
 		if s.cfg.TLS != TLSImplicit {
 			return conn, nil
 		}
 		tc := tls.Client(conn, s.cfg.TLSConfig)
 		if err := tc.HandshakeContext(dctx); err != nil {
-			conn.Close()
+			_ = conn.Close() // the handshake error says what went wrong
 			return nil, err
 		}
 		return tc, nil

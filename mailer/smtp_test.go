@@ -230,19 +230,25 @@ func TestIsPermanent(t *testing.T) {
 		t.Fatal(err)
 	}
 	closedAddr := closed.Addr().String()
-	closed.Close()
+	if err := closed.Close(); err != nil { // or no connection is refused
+		t.Fatal(err)
+	}
 	silent, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer silent.Close()
+	defer func() {
+		if err := silent.Close(); err != nil {
+			t.Error(err)
+		}
+	}()
 	go func() {
 		for {
 			c, err := silent.Accept()
 			if err != nil {
 				return
 			}
-			defer c.Close() // never greets
+			defer func() { _ = c.Close() }() // never greets; closed when the listener is
 		}
 	}()
 	for name, cfg := range map[string]SMTPConfig{

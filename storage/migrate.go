@@ -65,12 +65,16 @@ func MigrationsFingerprint() string {
 // transaction. A session advisory lock makes concurrent callers (several
 // replicas starting at once) wait for each other, so each migration is
 // applied exactly once.
-func Migrate(ctx context.Context, url string) error {
+func Migrate(ctx context.Context, url string) (err error) {
 	conn, err := pgx.Connect(ctx, url)
 	if err != nil {
 		return fmt.Errorf("migrate: connect: %w", err)
 	}
-	defer conn.Close(context.Background())
+	defer func() {
+		if cerr := conn.Close(context.Background()); cerr != nil && err == nil {
+			err = fmt.Errorf("migrate: close: %w", cerr)
+		}
+	}()
 	if _, err := conn.Exec(ctx, "SELECT pg_advisory_lock($1)", migrationLock); err != nil {
 		return fmt.Errorf("migrate: lock: %w", err)
 	}

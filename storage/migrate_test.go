@@ -38,7 +38,11 @@ func TestMigrateConcurrently(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer conn.Close(context.Background())
+	t.Cleanup(func() {
+		if err := conn.Close(context.Background()); err != nil {
+			t.Error(err)
+		}
+	})
 	rows, _ := conn.Query(ctx, "SELECT version, name FROM schema_migrations ORDER BY version")
 	type applied struct {
 		Version int

@@ -72,7 +72,9 @@ func TestPoisonRequestIsDeadLettered(t *testing.T) {
 	// Replaying a request that was applied changes nothing: publish the
 	// same request again as if replayed twice.
 	var payload []byte
-	e.DB.Pool.QueryRow(ctx, `SELECT payload FROM requests WHERE id = $1`, list[0].RequestID).Scan(&payload)
+	if err := e.DB.Pool.QueryRow(ctx, `SELECT payload FROM requests WHERE id = $1`, list[0].RequestID).Scan(&payload); err != nil {
+		t.Fatal(err)
+	}
 	req, err := events.DecodeRequest(payload)
 	if err != nil {
 		t.Fatal(err)
@@ -83,8 +85,10 @@ func TestPoisonRequestIsDeadLettered(t *testing.T) {
 	publish(t, e, req, "replay-again-"+strconv.Itoa(1))
 	waitStreamEmpty(t, e)
 	var n int
-	e.DB.Pool.QueryRow(ctx, `SELECT count(*) FROM seats s JOIN customers c ON c.id = s.customer_id
-		WHERE lower(c.email) = 'poison@example.com'`).Scan(&n)
+	if err := e.DB.Pool.QueryRow(ctx, `SELECT count(*) FROM seats s JOIN customers c ON c.id = s.customer_id
+		WHERE lower(c.email) = 'poison@example.com'`).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
 	if n != 1 {
 		t.Errorf("%d seats for the replayed request, want 1", n)
 	}

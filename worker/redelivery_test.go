@@ -2,6 +2,7 @@ package worker_test
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -10,6 +11,7 @@ import (
 
 	"github.com/seatd/seatd/cmd/seatdtest"
 	"github.com/seatd/seatd/events"
+	"github.com/seatd/seatd/storage/storagetest"
 )
 
 func assignRequest(ten seatdtest.Tenant, email string) events.Request {
@@ -32,10 +34,17 @@ func publish(t *testing.T, e *seatdtest.Env, r events.Request, msgID string) *je
 
 func waitApplied(t *testing.T, e *seatdtest.Env, id string) {
 	t.Helper()
-	seatdtest.WaitFor(t, 10*time.Second, "request "+id+" applied", func() bool {
+	// Until the worker records the request its row is missing: keep polling,
+	// and say on timeout where the request stood.
+	storagetest.Eventually(t, 10*time.Second, "request "+id+" applied", func() error {
 		var status string
-		e.DB.Pool.QueryRow(context.Background(), `SELECT status FROM requests WHERE id = $1`, id).Scan(&status)
-		return status == "succeeded"
+		if err := e.DB.Pool.QueryRow(context.Background(), `SELECT status FROM requests WHERE id = $1`, id).Scan(&status); err != nil {
+			return err
+		}
+		if status != "succeeded" {
+			return fmt.Errorf("status %s", status)
+		}
+		return nil
 	})
 }
 
@@ -103,7 +112,9 @@ func TestRedeliveryAfterCommitBeforeAck(t *testing.T) {
 		t.Errorf("%d seats after redelivery, want 1", n)
 	}
 	var deliveries int
-	e.DB.Pool.QueryRow(context.Background(), `SELECT deliveries FROM requests WHERE id = $1`, r.ID).Scan(&deliveries)
+	if err := e.DB.Pool.QueryRow(context.Background(), `SELECT deliveries FROM requests WHERE id = $1`, r.ID).Scan(&deliveries); err != nil {
+		t.Fatal(err)
+	}
 	if deliveries != 2 {
 		t.Errorf("ledger saw %d deliveries, want 2", deliveries)
 	}

@@ -28,14 +28,24 @@ func TestRequeueLostMessage(t *testing.T) {
 	ctxRun, cancel := context.WithCancel(ctx)
 	defer cancel()
 	q := &worker.Requeuer{DB: e.DB, JS: e.JS, Log: e.Log, Interval: 50 * time.Millisecond, Grace: 10 * time.Second}
-	go q.Run(ctxRun)
+	ran := make(chan error, 1)
+	go func() { ran <- q.Run(ctxRun) }()
+	// Stop the requeuer before the environment goes, and fail on its error.
+	defer func() {
+		cancel()
+		if err := <-ran; err != nil {
+			t.Errorf("Requeuer.Run: %v", err)
+		}
+	}()
 	waitApplied(t, e, lost.ID)
 	time.Sleep(200 * time.Millisecond) // a few more sweeps
 	if n := e.SeatCount(); n != 1 {
 		t.Errorf("%d seats, want 1", n)
 	}
 	var deliveries int
-	e.DB.Pool.QueryRow(ctx, `SELECT deliveries FROM requests WHERE id = $1`, lost.ID).Scan(&deliveries)
+	if err := e.DB.Pool.QueryRow(ctx, `SELECT deliveries FROM requests WHERE id = $1`, lost.ID).Scan(&deliveries); err != nil {
+		t.Fatal(err)
+	}
 	if deliveries != 1 {
 		t.Errorf("applied %d times, want 1", deliveries)
 	}

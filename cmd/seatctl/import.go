@@ -37,7 +37,7 @@ func importCmd(e *env, fs *flag.FlagSet, args []string) error {
 	fs.DurationVar(&o.Timeout, "timeout", 10*time.Minute, "how long to publish and wait for outcomes before giving up (a re-run resumes)")
 	fs.IntVar(&o.InFlight, "in-flight", 5000, "most rows published and not yet applied at once, so API calls are not queued behind the whole import")
 	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), importUsage)
+		_, _ = fmt.Fprintln(fs.Output(), importUsage) // best effort, as fs.PrintDefaults
 		fs.PrintDefaults()
 	}
 	pos, err := parse(fs, args)

@@ -29,14 +29,15 @@ func writeRows(t testing.TB, dir string, n int) string {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// A failed write sticks to w, and Flush reports it.
 	w := bufio.NewWriter(f)
-	fmt.Fprintln(w, "email,immediate_claim,metadata")
+	_, _ = fmt.Fprintln(w, "email,immediate_claim,metadata")
 	for i := range n {
 		meta := ""
 		if i%10 == 0 {
 			meta = fmt.Sprintf(`"{""row"": %d, ""team"": ""import""}"`, i)
 		}
-		fmt.Fprintf(w, "user%07d@example.com,%v,%s\n", i, i%2 == 0, meta)
+		_, _ = fmt.Fprintf(w, "user%07d@example.com,%v,%s\n", i, i%2 == 0, meta)
 	}
 	if err := w.Flush(); err != nil {
 		t.Fatal(err)

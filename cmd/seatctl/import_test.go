@@ -318,7 +318,7 @@ func readReport(t *testing.T, path string) []importer.ReportRow {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }() // read only
 	var rows []importer.ReportRow
 	if strings.HasSuffix(path, ".jsonl") {
 		sc := bufio.NewScanner(f)
@@ -331,13 +331,19 @@ func readReport(t *testing.T, path string) []importer.ReportRow {
 			}
 			rows = append(rows, r)
 		}
+		if err := sc.Err(); err != nil {
+			t.Fatalf("reading report %s: %v", path, err)
+		}
 		return rows
 	}
 	recs, err := csv.NewReader(f).ReadAll()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(recs) == 0 || !slices.Equal(recs[0], []string{"line", "request_id", "status", "seat_id", "error"}) {
+	if len(recs) == 0 {
+		t.Fatal("empty report, want a header line,request_id,status,seat_id,error")
+	}
+	if !slices.Equal(recs[0], []string{"line", "request_id", "status", "seat_id", "error"}) {
 		t.Fatalf("report header %v, want line,request_id,status,seat_id,error", recs[0])
 	}
 	opt := func(s string) *string {
@@ -348,7 +354,9 @@ func readReport(t *testing.T, path string) []importer.ReportRow {
 	}
 	for _, rec := range recs[1:] {
 		var r importer.ReportRow
-		fmt.Sscan(rec[0], &r.Line)
+		if _, err := fmt.Sscan(rec[0], &r.Line); err != nil {
+			t.Fatalf("report line %q: %v", rec, err)
+		}
 		r.RequestID, r.Status, r.SeatID, r.Error = opt(rec[1]), rec[2], opt(rec[3]), opt(rec[4])
 		rows = append(rows, r)
 	}

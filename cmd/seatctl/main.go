@@ -114,7 +114,7 @@ func (e *env) print(v any) error {
 
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
-		fmt.Fprintln(stderr, usage)
+		_, _ = fmt.Fprintln(stderr, usage) // like flag's own usage output: best effort
 		if len(args) == 0 {
 			return exitError{2}
 		}
@@ -142,7 +142,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	fs.Usage = func() { commandUsage(fs.Output(), cmd, fs) }
 	handler, ok := commands[cmd]
 	if !ok {
-		fmt.Fprintln(stderr, usage)
+		_, _ = fmt.Fprintln(stderr, usage)
 		return fmt.Errorf("unknown command %q", cmd)
 	}
 	if err := handler(e, fs, rest); !errors.Is(err, flag.ErrHelp) {
@@ -168,15 +168,16 @@ var examples = map[string]string{
 }
 
 // commandUsage prints a command's line of the overview, an example and its
-// own flags.
+// own flags. Like flag.PrintDefaults, it ignores write errors: usage goes
+// to a terminal, and there is nothing to do if it cannot be shown.
 func commandUsage(w io.Writer, cmd string, fs *flag.FlagSet) {
 	for _, line := range strings.Split(usage, "\n") {
 		if strings.HasPrefix(strings.TrimSpace(line), cmd+" ") || strings.TrimSpace(line) == cmd {
-			fmt.Fprintln(w, "usage: seatctl "+strings.TrimSpace(line))
+			_, _ = fmt.Fprintln(w, "usage: seatctl "+strings.TrimSpace(line))
 		}
 	}
 	if ex, ok := examples[cmd]; ok {
-		fmt.Fprintln(w, "\nexample:\n  "+ex+"\n\nflags:")
+		_, _ = fmt.Fprintln(w, "\nexample:\n  "+ex+"\n\nflags:")
 	}
 	fs.PrintDefaults()
 }

@@ -58,19 +58,27 @@ func TestProvisioning(t *testing.T) {
 	defer db.Close()
 	ctx := context.Background()
 	var memberModel, pricing bool
-	db.Pool.QueryRow(ctx, `SELECT member_model, seat_based_pricing FROM organizations WHERE id = $1`, org).Scan(&memberModel, &pricing)
+	if err := db.Pool.QueryRow(ctx, `SELECT member_model, seat_based_pricing FROM organizations WHERE id = $1`, org).Scan(&memberModel, &pricing); err != nil {
+		t.Fatal(err)
+	}
 	if !memberModel || !pricing {
 		t.Errorf("org member_model=%v seat_based_pricing=%v", memberModel, pricing)
 	}
 	var product, status string
 	var seats int
-	db.Pool.QueryRow(ctx, `SELECT product_name, seats, status FROM subscriptions WHERE id = $1`, sub).Scan(&product, &seats, &status)
+	if err := db.Pool.QueryRow(ctx, `SELECT product_name, seats, status FROM subscriptions WHERE id = $1`, sub).Scan(&product, &seats, &status); err != nil {
+		t.Fatal(err)
+	}
 	if product != "Pro" || seats != 2 || status != "active" {
 		t.Errorf("subscription %s %d %s", product, seats, status)
 	}
-	db.Pool.QueryRow(ctx, `SELECT status FROM orders WHERE id = $1`, ord).Scan(&status)
+	if err := db.Pool.QueryRow(ctx, `SELECT status FROM orders WHERE id = $1`, ord).Scan(&status); err != nil {
+		t.Fatal(err)
+	}
 	var coOrder string
-	db.Pool.QueryRow(ctx, `SELECT order_id FROM checkouts WHERE id = $1`, co).Scan(&coOrder)
+	if err := db.Pool.QueryRow(ctx, `SELECT order_id FROM checkouts WHERE id = $1`, co).Scan(&coOrder); err != nil {
+		t.Fatal(err)
+	}
 	if status != "pending" || coOrder != ord {
 		t.Errorf("order %s, checkout → %s", status, coOrder)
 	}
@@ -87,7 +95,9 @@ func TestProvisioning(t *testing.T) {
 		t.Errorf("read-only customer session: %+v %v", s, err)
 	}
 	var stored int
-	db.Pool.QueryRow(ctx, `SELECT count(*) FROM sessions WHERE token_hash = $1`, []byte(sess["token"].(string))).Scan(&stored)
+	if err := db.Pool.QueryRow(ctx, `SELECT count(*) FROM sessions WHERE token_hash = $1`, []byte(sess["token"].(string))).Scan(&stored); err != nil {
+		t.Fatal(err)
+	}
 	if stored != 0 {
 		t.Error("a session token is stored in clear")
 	}
@@ -120,7 +130,9 @@ func TestProvisioning(t *testing.T) {
 		}
 	}
 	var customers int
-	db.Pool.QueryRow(ctx, `SELECT count(*) FROM customers`).Scan(&customers)
+	if err := db.Pool.QueryRow(ctx, `SELECT count(*) FROM customers`).Scan(&customers); err != nil {
+		t.Fatal(err)
+	}
 	if customers != 1 {
 		t.Errorf("%d customers after refused commands, want 1", customers)
 	}

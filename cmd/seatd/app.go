@@ -81,7 +81,10 @@ func (m *Main) HTTPAddr(ctx context.Context) (string, error) {
 // Run runs the role until ctx is cancelled, then drains and returns nil.
 func (m *Main) Run(ctx context.Context) error {
 	cfg := &m.Config
-	cfg.Print(m.Out)
+	// The printout is for the operator; seatd runs on without it.
+	if err := cfg.Print(m.Out); err != nil {
+		m.Log.Warn("printing the configuration", "err", err)
+	}
 	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
 		return err
 	}

@@ -42,7 +42,7 @@ func waitHTTP(t testing.TB, p *proc, base string) {
 		if err != nil {
 			return false, err.Error()
 		}
-		resp.Body.Close()
+		_ = resp.Body.Close() // the status is all we wanted
 		return resp.StatusCode == 200, resp.Status
 	})
 }
@@ -75,7 +75,7 @@ func postAssign(client *http.Client, base string, ten tenant, email string, asyn
 		c.err = err
 		return c
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }() // read to the end below
 	c.status = resp.StatusCode
 	c.body, c.err = io.ReadAll(resp.Body)
 	return c
@@ -92,10 +92,13 @@ func slowPost(t testing.TB, addr string, ten tenant, email string) (finish func(
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { conn.Close() })
-	fmt.Fprintf(conn, "POST /v1/customer-portal/seats HTTP/1.1\r\nHost: %s\r\nAuthorization: Bearer %s\r\n"+
+	t.Cleanup(func() { _ = conn.Close() }) // the server has closed it (Connection: close), or the test failed
+	// Unless the first half is sent, no request is in flight.
+	if _, err := fmt.Fprintf(conn, "POST /v1/customer-portal/seats HTTP/1.1\r\nHost: %s\r\nAuthorization: Bearer %s\r\n"+
 		"Content-Type: application/json\r\nIdempotency-Key: %s\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s",
-		addr, ten.token, c.key, len(body), body[:len(body)/2])
+		addr, ten.token, c.key, len(body), body[:len(body)/2]); err != nil {
+		t.Fatal(err)
+	}
 	return func() apiCall {
 		_ = conn.SetDeadline(time.Now().Add(20 * time.Second))
 		if _, err := conn.Write(body[len(body)/2:]); err != nil {
@@ -107,7 +110,7 @@ func slowPost(t testing.TB, addr string, ten tenant, email string) (finish func(
 			c.err = err
 			return c
 		}
-		defer resp.Body.Close()
+		defer func() { _ = resp.Body.Close() }() // read to the end below
 		c.status = resp.StatusCode
 		c.body, c.err = io.ReadAll(resp.Body)
 		return c
@@ -275,7 +278,7 @@ func TestSecondSIGTERMExitsAtOnce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer tx.Rollback(context.Background())
+	defer func() { _ = tx.Rollback(context.Background()) }() // for a failure before the checked rollback below
 	if _, err := tx.Exec(ctx, `SELECT 1 FROM subscriptions WHERE id = $1 FOR UPDATE`, ten.subID); err != nil {
 		t.Fatal(err)
 	}
@@ -351,7 +354,7 @@ func TestServeMinimalConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	resp.Body.Close()
+	_ = resp.Body.Close() // the status is all we wanted
 	if resp.StatusCode != 200 {
 		t.Errorf("/readyz: %s", resp.Status)
 	}

@@ -174,8 +174,11 @@ func freePort(t testing.TB) int {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	port := l.Addr().(*net.TCPAddr).Port
+	if err := l.Close(); err != nil { // the port must be free for the caller
+		t.Fatal(err)
+	}
+	return port
 }
 
 // natsServer is an embedded JetStream server on a fixed port and store, so

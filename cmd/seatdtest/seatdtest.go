@@ -316,7 +316,7 @@ func (e *Env) Do(method, path, token string, body any, headers ...string) Respon
 	if err != nil {
 		e.T.Fatal(err)
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }() // read to the end below
 	b, err := io.ReadAll(resp.Body)
 	if err != nil {
 		e.T.Fatal(err)

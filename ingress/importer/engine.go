@@ -193,28 +193,31 @@ func Run(ctx context.Context, env Env, o Options) error {
 // and other streams are spooled to a temporary file first, since the file
 // is hashed (for request ids) before its rows are published.
 func openSource(ctx context.Context, name string, stdin io.Reader) (*os.File, func(), error) {
-	var in io.Reader = stdin
+	in := stdin
 	if name != "-" {
+		// f is only read: closing it cannot lose anything.
 		f, err := os.Open(name)
 		if err != nil {
 			return nil, nil, err
 		}
 		fi, err := f.Stat()
 		if err != nil {
-			f.Close()
+			_ = f.Close()
 			return nil, nil, err
 		}
 		if fi.Mode().IsRegular() {
-			return f, func() { f.Close() }, nil
+			return f, func() { _ = f.Close() }, nil
 		}
 		in = f // a pipe or a device
-		defer f.Close()
+		defer func() { _ = f.Close() }()
 	}
 	tmp, err := os.CreateTemp("", "seatctl-import-*")
 	if err != nil {
 		return nil, nil, err
 	}
-	cleanup := func() { tmp.Close(); os.Remove(tmp.Name()) }
+	// The spool is read back through tmp itself, so a failed close loses
+	// nothing; a spool that cannot be removed is left in the temp dir.
+	cleanup := func() { _ = tmp.Close(); _ = os.Remove(tmp.Name()) }
 	// A read from a terminal does not end with ctx: copy aside, so Ctrl-C
 	// still stops the command.
 	copied := make(chan error, 1)
@@ -289,10 +292,10 @@ func (im *importer) listInvalid() {
 			if im.o.Report != "" {
 				hint = "the report lists them all"
 			}
-			fmt.Fprintf(im.env.Stderr, "... and %d more invalid rows (%s)\n", more, hint)
+			_, _ = fmt.Fprintf(im.env.Stderr, "... and %d more invalid rows (%s)\n", more, hint)
 			return
 		}
-		fmt.Fprintf(im.env.Stderr, "line %d: %s\n", r.line, im.invalid[i])
+		_, _ = fmt.Fprintf(im.env.Stderr, "line %d: %s\n", r.line, im.invalid[i])
 		listed++
 	}
 }
@@ -379,6 +382,8 @@ func (im *importer) finish(rep *reportFile) error {
 		return err
 	}
 
+	// The JSON summary on stdout is the result; these lines on stderr are
+	// for the operator, and the error returned says the same.
 	w := im.env.Stderr
 	switch {
 	case im.stopped != "":
@@ -386,11 +391,11 @@ func (im *importer) finish(rep *reportFile) error {
 		if im.stopped == stopTimeout {
 			why = fmt.Sprintf("timed out after %s", im.o.Timeout)
 		}
-		fmt.Fprintf(w, "seatctl import: %s: %d rows published and still queued, %d not published; "+
+		_, _ = fmt.Fprintf(w, "seatctl import: %s: %d rows published and still queued, %d not published; "+
 			"run the same command again to resume (rows already imported are skipped)\n", why, s.Queued, s.Unpublished)
 		return ErrStopped
 	case failed > 0 || s.Invalid > 0:
-		fmt.Fprintf(w, "seatctl import: %d rows succeeded, %d failed, %d invalid\n", s.Succeeded, failed, s.Invalid)
+		_, _ = fmt.Fprintf(w, "seatctl import: %d rows succeeded, %d failed, %d invalid\n", s.Succeeded, failed, s.Invalid)
 		return ErrRowsFailed
 	}
 	return nil

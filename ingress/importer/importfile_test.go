@@ -241,7 +241,13 @@ func TestDetectFormat(t *testing.T) {
 func TestParseStopsEarly(t *testing.T) {
 	data := "email\na@example.com\nb@example.com\nc@example.com\n"
 	n := 0
-	for range importer.Parse(strings.NewReader(data), importer.ParseOptions{SubscriptionID: sub}) {
+	for row, err := range importer.Parse(strings.NewReader(data), importer.ParseOptions{SubscriptionID: sub}) {
+		if err != nil {
+			t.Fatal(err) // an error is not the first row
+		}
+		if row.Err != nil || row.Assign.Email != "a@example.com" {
+			t.Fatalf("first row %+v, want a@example.com", row)
+		}
 		n++
 		break
 	}

@@ -36,10 +36,12 @@ func createReport(path string) (*reportFile, error) {
 	return &reportFile{path: path, format: format, tmp: tmp}, nil
 }
 
+// abort drops the unfinished report, on the way out of a failed import
+// whose own error is the one to report.
 func (r *reportFile) abort() {
 	if !r.renamed {
-		r.tmp.Close()
-		os.Remove(r.tmp.Name())
+		_ = r.tmp.Close() // possibly closed already
+		_ = os.Remove(r.tmp.Name())
 	}
 }
 
@@ -162,7 +164,8 @@ func deref(s *string) string {
 }
 
 // progress draws a bar on stderr when it is a terminal, and otherwise
-// writes a plain line every few seconds, for logs.
+// writes a plain line every few seconds, for logs. It is best effort: a
+// progress line that cannot be written does not stop the import.
 type progress struct {
 	w     io.Writer
 	tty   bool
@@ -194,7 +197,7 @@ func (p *progress) show(im *importer, final bool) {
 	// The rate counts rows this run got applied, not those found done.
 	rate := float64(done-im.alreadyDone) / max(now.Sub(p.start).Seconds(), 1e-3)
 	if !p.tty {
-		fmt.Fprintf(p.w, "seatctl import: %d/%d rows done (%d failed), %d queued, %.0f rows/s\n",
+		_, _ = fmt.Fprintf(p.w, "seatctl import: %d/%d rows done (%d failed), %d queued, %.0f rows/s\n",
 			done, p.total, im.failedN, queued, rate)
 		return
 	}
@@ -205,13 +208,13 @@ func (p *progress) show(im *importer, final bool) {
 		q = (done+queued)*width/p.total - d
 	}
 	bar := strings.Repeat("#", d) + strings.Repeat(">", q) + strings.Repeat(".", width-d-q)
-	fmt.Fprintf(p.w, "\r\033[K[%s] %d/%d done, %d failed, %d queued, %.0f rows/s", bar, done, p.total, im.failedN, queued, rate)
+	_, _ = fmt.Fprintf(p.w, "\r\033[K[%s] %d/%d done, %d failed, %d queued, %.0f rows/s", bar, done, p.total, im.failedN, queued, rate)
 	p.drawn = true
 }
 
 func (p *progress) finish(im *importer) {
 	p.show(im, true)
 	if p.tty && p.drawn {
-		fmt.Fprintln(p.w)
+		_, _ = fmt.Fprintln(p.w)
 	}
 }

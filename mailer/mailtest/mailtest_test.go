@@ -18,13 +18,16 @@ const testMessage = "From: a@example.test\r\nTo: b@example.test\r\nSubject: =?ut
 
 // send runs one transaction; c may be nil to dial a fresh client. It is
 // safe to call from any goroutine.
-func send(s *mailtest.Server, c *smtp.Client) error {
+func send(s *mailtest.Server, c *smtp.Client) (err error) {
 	if c == nil {
-		var err error
 		if c, err = smtp.Dial(s.Addr()); err != nil {
 			return err
 		}
-		defer c.Close()
+		defer func() {
+			if cerr := c.Close(); cerr != nil && err == nil {
+				err = cerr
+			}
+		}()
 	}
 	if err := c.Mail("a@example.test", nil); err != nil {
 		return err
@@ -105,7 +108,11 @@ func TestAuthRequired(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
+	t.Cleanup(func() {
+		if err := c.Close(); err != nil {
+			t.Error(err)
+		}
+	})
 	if err := c.Auth(sasl.NewPlainClient("", "u", "wrong")); smtpCode(err) != 535 {
 		t.Errorf("wrong password: %v, want 535", err)
 	}
@@ -129,9 +136,15 @@ func TestHoldBeforeAccept(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	go send(s, c) //nolint:errcheck // the connection is cut
+	cut := make(chan error, 1)
+	go func() { cut <- send(s, c) }()
 	s.WaitForHeld(t, 1, 5*time.Second)
-	c.Close()
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-cut; err == nil {
+		t.Error("send on a connection cut while held succeeded")
+	}
 	s.WaitForHeld(t, 0, 5*time.Second)
 	if n, m := s.Transactions(), len(s.Messages()); n != 0 || m != 0 {
 		t.Fatalf("abandoned transaction counted: %d transactions, %d messages", n, m)
@@ -181,7 +194,11 @@ func TestTLS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
+	t.Cleanup(func() {
+		if err := c.Close(); err != nil {
+			t.Error(err)
+		}
+	})
 	if err := send(starttls, c); err != nil {
 		t.Fatal(err)
 	}
@@ -197,7 +214,11 @@ func TestTLS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c2.Close()
+	t.Cleanup(func() {
+		if err := c2.Close(); err != nil {
+			t.Error(err)
+		}
+	})
 	if err := send(implicit, c2); err != nil {
 		t.Fatal(err)
 	}

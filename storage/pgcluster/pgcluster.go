@@ -113,12 +113,16 @@ func EnsureWith(ctx context.Context, url, dir, dbName string, log *slog.Logger, 
 
 // CreateDatabase creates database name on the server of adminURL unless it
 // exists. Several processes may race to create it; all of them succeed.
-func CreateDatabase(ctx context.Context, adminURL, name string) error {
+func CreateDatabase(ctx context.Context, adminURL, name string) (err error) {
 	conn, err := pgx.Connect(ctx, adminURL)
 	if err != nil {
 		return fmt.Errorf("create database %s: %w", name, err)
 	}
-	defer conn.Close(context.Background())
+	defer func() {
+		if cerr := conn.Close(context.Background()); cerr != nil && err == nil {
+			err = fmt.Errorf("create database %s: close: %w", name, cerr)
+		}
+	}()
 	// Looking first spares the server log an error on every start, and
 	// works for a role that may connect but not create databases.
 	var exists bool
@@ -601,10 +605,11 @@ func lockFile(path string) (unlock func(), err error) {
 		return nil, err
 	}
 	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
-		f.Close()
+		_ = f.Close() // never written
 		return nil, fmt.Errorf("lock %s: %w", path, err)
 	}
-	return func() { f.Close() }, nil
+	// Closing the descriptor releases the lock; the file holds no data.
+	return func() { _ = f.Close() }, nil
 }
 
 // freePort returns a TCP port on 127.0.0.1 that nobody listens on now.
@@ -613,8 +618,12 @@ func freePort() (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
+	port := l.Addr().(*net.TCPAddr).Port
+	// The port must be free when we return it.
+	if err := l.Close(); err != nil {
+		return 0, err
+	}
+	return port, nil
 }
 
 // ping connects to url and disconnects, within timeout.

@@ -45,7 +45,11 @@ func TestEnsurePostgresPrivateCluster(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { os.RemoveAll(parent) })
+	t.Cleanup(func() {
+		if err := os.RemoveAll(parent); err != nil {
+			t.Error(err)
+		}
+	})
 	if err := os.Chmod(parent, 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -62,7 +66,11 @@ func TestEnsurePostgresPrivateCluster(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		t.Cleanup(func() { stop() })
+		t.Cleanup(func() { // stop is idempotent: the test stops most clusters itself
+			if err := stop(); err != nil {
+				t.Error(err)
+			}
+		})
 		t.Logf("EnsurePostgres took %v: %s", time.Since(begin), dsn)
 		return dsn, stop
 	}
@@ -79,7 +87,9 @@ func TestEnsurePostgresPrivateCluster(t *testing.T) {
 	if _, err := conn.Exec(t.Context(), "CREATE TABLE kept (v text); INSERT INTO kept VALUES ('hello')"); err != nil {
 		t.Fatal(err)
 	}
-	conn.Close(t.Context())
+	if err := conn.Close(t.Context()); err != nil {
+		t.Fatal(err)
+	}
 
 	// A second process on the same data dir (seatctl beside a running
 	// seatd, or a seatd after a crash) adopts the running server, and its
@@ -101,7 +111,7 @@ func TestEnsurePostgresPrivateCluster(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
 	defer cancel()
 	if c, err := pgx.Connect(ctx, dsn); err == nil {
-		c.Close(ctx)
+		_ = c.Close(ctx) // failing anyway
 		t.Fatal("server still answers after stop()")
 	}
 	if err := stop(); err != nil {
@@ -130,7 +140,11 @@ func TestClusterFallsBackWhenUnreachable(t *testing.T) {
 		t.Fatal(err)
 	}
 	if c.Fallback {
-		t.Cleanup(func() { os.RemoveAll(c.Dir) })
+		t.Cleanup(func() {
+			if err := os.RemoveAll(c.Dir); err != nil {
+				t.Error(err)
+			}
+		})
 	}
 	if root := os.Geteuid() == 0; c.Fallback != root || (c.Dir == dir) == root {
 		t.Fatalf("root=%v: Dir=%s Fallback=%v", root, c.Dir, c.Fallback)
@@ -155,6 +169,10 @@ func connect(t *testing.T, url string) *pgx.Conn {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { conn.Close(context.Background()) })
+	t.Cleanup(func() {
+		if err := conn.Close(context.Background()); err != nil {
+			t.Error(err)
+		}
+	})
 	return conn
 }

@@ -65,7 +65,7 @@ func run(m *testing.M) int {
 		return 1
 	}
 	defer release()
-	defer os.RemoveAll(dir)
+	defer removeAll(log, dir)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	// Databases are created from the server's maintenance database.
 	// Durability is pointless for test data; speed is not.
@@ -76,20 +76,28 @@ func run(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	defer stop()
+	defer func() {
+		if err := stop(); err != nil {
+			log.Warn("storagetest: stopping postgres", "err", err)
+		}
+	}()
 	// pg_ctl detaches the server from us: an interrupted test run must stop
 	// it itself (reapAbandoned catches the runs killed outright).
 	signals := make(chan os.Signal, 1)
 	signal.Notify(signals, os.Interrupt, syscall.SIGTERM)
 	go func() {
 		<-signals
-		_ = stop()
-		os.RemoveAll(dir)
+		if err := stop(); err != nil {
+			log.Warn("storagetest: stopping postgres", "err", err)
+		}
+		removeAll(log, dir)
 		serversMu.Lock()
 		for c, dir := range servers {
-			_ = c.Stop()
-			os.RemoveAll(c.Dir)
-			os.RemoveAll(dir)
+			if err := c.Stop(); err != nil {
+				log.Warn("storagetest: stopping a test's postgres", "dir", c.Dir, "err", err)
+			}
+			removeAll(log, c.Dir)
+			removeAll(log, dir)
 		}
 		os.Exit(1)
 	}()
@@ -328,7 +336,9 @@ func NewServer(t testing.TB) *Server {
 	log := slog.New(slog.NewTextHandler(t.Output(), nil))
 	c, err := pgcluster.New(dir, pgcluster.Options{Fast: true}, log)
 	if err != nil {
-		os.RemoveAll(dir)
+		if rerr := os.RemoveAll(dir); rerr != nil {
+			t.Error(rerr)
+		}
 		release()
 		if errors.Is(err, pgcluster.ErrNoPostgres) {
 			t.Skip("storagetest.NewServer: no PostgreSQL server binaries (initdb, pg_ctl) installed: apt-get install postgresql")
@@ -345,8 +355,11 @@ func NewServer(t testing.TB) *Server {
 		serversMu.Lock()
 		delete(servers, c)
 		serversMu.Unlock()
-		os.RemoveAll(c.Dir) // dir, unless the cluster fell back to another
-		os.RemoveAll(dir)
+		for _, d := range []string{c.Dir, dir} { // c.Dir is dir, unless the cluster fell back to another
+			if err := os.RemoveAll(d); err != nil {
+				t.Error(err)
+			}
+		}
 		release()
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -408,14 +421,14 @@ func newClusterDir() (dir string, release func(), err error) {
 			err = os.Rename(tmp, filepath.Join(dir, "owner.lock"))
 		}
 		if err != nil {
-			f.Close()
+			_ = f.Close() // never written
 		}
 	}
 	if err != nil {
-		os.RemoveAll(dir)
-		return "", nil, err
+		return "", nil, errors.Join(err, os.RemoveAll(dir))
 	}
-	return dir, func() { f.Close() }, nil
+	// Closing the descriptor releases the lock; the file holds no data.
+	return dir, func() { _ = f.Close() }, nil
 }
 
 // reapAbandoned stops the clusters of test processes that died without
@@ -434,12 +447,20 @@ func reapAbandoned(log *slog.Logger) {
 					log.Warn("abandoned test cluster", "dir", dir, "err", err)
 				}
 				if c.Fallback {
-					os.RemoveAll(c.Dir)
+					removeAll(log, c.Dir)
 				}
 			}
-			os.RemoveAll(dir)
+			removeAll(log, dir)
 		}
-		f.Close()
+		_ = f.Close() // opened read-only, only to test the lock
+	}
+}
+
+// removeAll removes a cluster directory, and warns when it cannot: each
+// one left behind holds a whole cluster's files in the temporary directory.
+func removeAll(log *slog.Logger, dir string) {
+	if err := os.RemoveAll(dir); err != nil {
+		log.Warn("storagetest: removing a cluster directory", "dir", dir, "err", err)
 	}
 }
 

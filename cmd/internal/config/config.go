@@ -233,8 +233,8 @@ func (c *Config) Fsync() (time.Duration, error) {
 
 // Print writes the effective configuration, one setting a line, with
 // secrets masked.
-func (c *Config) Print(w io.Writer) {
-	fmt.Fprintln(w, "seatd configuration:")
+func (c *Config) Print(w io.Writer) error {
+	lines := []string{"seatd configuration:"}
 	for _, s := range c.settings() {
 		v := fmt.Sprint(reflectValue(s.ptr))
 		if s.secret && v != "" {
@@ -243,8 +243,10 @@ func (c *Config) Print(w io.Writer) {
 		if v == "" {
 			v = "(unset)"
 		}
-		fmt.Fprintf(w, "  %-30s %s\n", s.env, v)
+		lines = append(lines, fmt.Sprintf("  %-30s %s", s.env, v))
 	}
+	_, err := io.WriteString(w, strings.Join(lines, "\n")+"\n")
+	return err
 }
 
 func reflectValue(p any) any {
@@ -280,7 +282,7 @@ func Mask(v string) string {
 			}
 		}
 		u.RawQuery = q.Encode()
-		return strings.Replace(u.String(), "xxxxx", "*****", -1)
+		return strings.ReplaceAll(u.String(), "xxxxx", "*****")
 	}
 	return "*****"
 }
@@ -314,11 +316,20 @@ func (c *Config) Secret() ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer f.Close()
+	// The key is only kept once it is on disk: a failed write, sync or
+	// close is an error, not a key that the next start would not find.
 	if _, err := f.WriteString(hex.EncodeToString(key) + "\n"); err != nil {
+		_ = f.Close() // the write error says what went wrong
 		return nil, err
 	}
-	return key, f.Sync()
+	if err := f.Sync(); err != nil {
+		_ = f.Close() // the sync error says what went wrong
+		return nil, err
+	}
+	if err := f.Close(); err != nil {
+		return nil, err
+	}
+	return key, nil
 }
 
 func decodeKey(s string) ([]byte, error) {

@@ -20,7 +20,9 @@ func TestPrintMasksSecrets(t *testing.T) {
 		t.Fatal(err)
 	}
 	var out bytes.Buffer
-	c.Print(&out)
+	if err := c.Print(&out); err != nil {
+		t.Fatal(err)
+	}
 	for _, secret := range []string{"dbsecret", "smtpsecret", strings.Repeat("ab", 32)} {
 		if strings.Contains(out.String(), secret) {
 			t.Errorf("configuration printout shows %q:\n%s", secret, out.String())
