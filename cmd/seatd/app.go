@@ -15,6 +15,7 @@ import (
 
 	"github.com/seatd/seatd/cmd/internal/config"
 	"github.com/seatd/seatd/cmd/internal/ingress"
+	"github.com/seatd/seatd/invite"
 	"github.com/seatd/seatd/storage"
 	"github.com/seatd/seatd/worker"
 )
@@ -83,6 +84,12 @@ func (m *Main) HTTPAddr(ctx context.Context) (string, error) {
 func (m *Main) Run(ctx context.Context) error {
 	cfg := &m.Config
 	cfg.Print(m.Out)
+	// Parsed before anything starts: a broken template override stops
+	// seatd here, naming the file, instead of failing an invitee later.
+	tmpl, err := invite.Load(cfg.Templates)
+	if err != nil {
+		return fmt.Errorf("SEATD_TEMPLATES: %w", err)
+	}
 	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
 		return err
 	}
@@ -157,7 +164,7 @@ func (m *Main) Run(ctx context.Context) error {
 		}
 	}
 	if all || m.Role == "mailer" {
-		run, err := m.mailer(db, nc, keys)
+		run, err := m.mailer(db, nc, keys, tmpl)
 		if err != nil {
 			return err
 		}
@@ -165,7 +172,7 @@ func (m *Main) Run(ctx context.Context) error {
 	}
 	if all || m.Role == "ingress" {
 		srv, err := ingress.New(ingress.Config{DB: db, NC: nc.Conn, JS: nc.JS, Keys: keys, Log: m.Log,
-			SyncTimeout: cfg.SyncTimeout, RateLimit: cfg.RateLimit, RateBurst: cfg.RateBurst})
+			SyncTimeout: cfg.SyncTimeout, RateLimit: cfg.RateLimit, RateBurst: cfg.RateBurst, Templates: tmpl})
 		if err != nil {
 			return err
 		}

@@ -45,6 +45,7 @@ type Config struct {
 	WorkerBatch        int
 	MaxDeliveries      int
 	LogLevel           string
+	Templates          string // directory overriding the embedded email and claim page templates
 }
 
 // Defaults returns the configuration used when nothing is set.
@@ -101,6 +102,7 @@ func (c *Config) settings() []setting {
 		{"worker-batch", "SEATD_WORKER_BATCH", "requests applied per transaction", false, &c.WorkerBatch},
 		{"max-deliveries", "SEATD_MAX_DELIVERIES", "deliveries before a failing request is dead-lettered", false, &c.MaxDeliveries},
 		{"log-level", "SEATD_LOG_LEVEL", "debug, info, warn or error", false, &c.LogLevel},
+		{"templates", "SEATD_TEMPLATES", "directory whose files (email.txt, email.html, page.html, style.css, claim.js) replace the embedded invitation email and claim page templates (unset: the embedded ones)", false, &c.Templates},
 	}
 }
 

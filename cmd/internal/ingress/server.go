@@ -17,6 +17,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/seatd/seatd/events"
+	"github.com/seatd/seatd/invite"
 	"github.com/seatd/seatd/storage"
 )
 
@@ -37,6 +38,12 @@ type Config struct {
 	SyncTimeout time.Duration // how long a sync call waits for the worker; default 10s
 	RateLimit   float64       // write requests per second per token; 0 disables
 	RateBurst   int
+	// Templates render the claim page (SEATD_TEMPLATES); nil: the embedded ones.
+	Templates *invite.Templates
+	// ClaimPageRate and ClaimPageBurst limit claim page lookups per client
+	// address; 0 means DefaultClaimPageRate/Burst, negative disables.
+	ClaimPageRate  float64
+	ClaimPageBurst int
 }
 
 // Server is the HTTP ingress.
@@ -49,6 +56,10 @@ type Server struct {
 	waiters map[string]chan events.Result
 	limiter *limiter
 	mux     *http.ServeMux
+
+	tmpl        *invite.Templates
+	pageLimiter *limiter
+	cop         *http.CrossOriginProtection
 }
 
 // New subscribes to this ingress's reply inbox and builds the routes.
@@ -61,6 +72,15 @@ func New(cfg Config) (*Server, error) {
 	}
 	s := &Server{cfg: cfg, log: cfg.Log.With("role", "ingress"), inbox: nats.NewInbox(),
 		waiters: map[string]chan events.Result{}, limiter: newLimiter(cfg.RateLimit, cfg.RateBurst)}
+	s.tmpl = cfg.Templates
+	if s.tmpl == nil {
+		s.tmpl = invite.Default()
+	}
+	if cfg.ClaimPageRate == 0 {
+		cfg.ClaimPageRate, cfg.ClaimPageBurst = DefaultClaimPageRate, DefaultClaimPageBurst
+	}
+	s.pageLimiter = newLimiter(max(cfg.ClaimPageRate, 0), cfg.ClaimPageBurst)
+	s.cop = http.NewCrossOriginProtection()
 	sub, err := cfg.NC.Subscribe(s.inbox+".*", s.onResult)
 	if err != nil {
 		return nil, fmt.Errorf("ingress: subscribe: %w", err)
@@ -88,6 +108,8 @@ func (s *Server) routes() {
 	m.HandleFunc("GET /v1/customer-seats/claim/{token}", s.claimInfo)
 	m.HandleFunc("POST /v1/customer-seats/claim", s.claim)
 	m.HandleFunc("GET /claim", s.claimPage)
+	m.HandleFunc("POST /claim", s.claimForm)
+	m.HandleFunc("GET /claim/assets/{file}", s.claimAsset)
 	m.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, 200, map[string]string{"status": "ok"}) })
 	m.HandleFunc("GET /readyz", s.ready)
 	m.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
