@@ -7,6 +7,7 @@
 document.addEventListener("DOMContentLoaded", function () {
   var form = document.querySelector("form.claim");
   if (!form || !window.fetch) return;
+  form.setAttribute("data-enhanced", "");
   var button = form.querySelector("button");
   var status = document.getElementById("claim-status");
   var label = button.textContent;

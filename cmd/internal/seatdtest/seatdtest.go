@@ -24,6 +24,7 @@ import (
 
 	"github.com/seatd/seatd/cmd/internal/ingress"
 	"github.com/seatd/seatd/events"
+	"github.com/seatd/seatd/invite"
 	"github.com/seatd/seatd/mailer"
 	"github.com/seatd/seatd/storage"
 	"github.com/seatd/seatd/storage/storagetest"
@@ -50,6 +51,11 @@ type Options struct {
 	// FsyncAlways runs JetStream with seatd's default durability (fsync
 	// every write) instead of the tests' 1s interval.
 	FsyncAlways bool
+	// LiveLinks makes the emails' claim links point at the test HTTP
+	// server (a browser can open them) instead of PublicURL.
+	LiveLinks bool
+	// Templates for the email and the claim page; nil: the embedded ones.
+	Templates *invite.Templates
 }
 
 // Env is a running pipeline.
@@ -126,6 +132,13 @@ func New(t testing.TB, opts Options) *Env {
 	relay := &worker.Relay{DB: e.DB, JS: e.JS, Log: e.Log, Poke: poke, Tick: 20 * time.Millisecond}
 	e.goRun(relay.Run)
 
+	// The HTTP server's address is known before anything is sent, so
+	// emails can link to it.
+	e.HTTP = httptest.NewUnstartedServer(nil)
+	publicURL := PublicURL
+	if opts.LiveLinks {
+		publicURL = "http://" + e.HTTP.Listener.Addr().String()
+	}
 	if opts.Mail != "" {
 		smtpURL := opts.Mail
 		if smtpURL == "drop" {
@@ -135,18 +148,20 @@ func New(t testing.TB, opts Options) *Env {
 		if err != nil {
 			t.Fatal(err)
 		}
-		m := mailer.New(mailer.Config{DB: e.DB, JS: e.JS, Sender: sender, Keys: e.Keys, PublicURL: PublicURL,
+		m := mailer.New(mailer.Config{DB: e.DB, JS: e.JS, Sender: sender, Keys: e.Keys, PublicURL: publicURL, Templates: opts.Templates,
 			Log: e.Log, RetryBase: 50 * time.Millisecond, RetryMax: 500 * time.Millisecond, FetchWait: 200 * time.Millisecond})
 		e.goRun(m.Run)
 	}
 
 	srv, err := ingress.New(ingress.Config{DB: e.DB, NC: e.NC, JS: e.JS, Keys: e.Keys, Log: e.Log,
-		SyncTimeout: opts.SyncTimeout, RateLimit: opts.RateLimit, RateBurst: opts.RateBurst})
+		SyncTimeout: opts.SyncTimeout, RateLimit: opts.RateLimit, RateBurst: opts.RateBurst, Templates: opts.Templates})
 	if err != nil {
+		e.HTTP.Close()
 		t.Fatal(err)
 	}
 	e.Ingress = srv
-	e.HTTP = httptest.NewServer(srv)
+	e.HTTP.Config.Handler = srv
+	e.HTTP.Start()
 	t.Cleanup(e.Close)
 	return e
 }
