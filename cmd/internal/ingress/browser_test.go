@@ -122,10 +122,11 @@ func (tb *tab) open(u string) string {
 	tb.t.Helper()
 	tb.do(chromedp.Navigate(u))
 	if strings.Contains(u, "/claim") {
-		// Wait for the claim page proper, whatever its state.
+		// Wait for the claim page proper, whatever its state, loaded with
+		// its script (deferred scripts run before the load is complete).
 		deadline := time.Now().Add(30 * time.Second)
 		for time.Now().Before(deadline) {
-			st, err := chromedp.Run(tb.ctx, chromedp.Evaluate[string](`document.querySelector("main[data-state]") ? document.querySelector("main").dataset.state : ""`))
+			st, err := chromedp.Run(tb.ctx, chromedp.Evaluate[string](`(document.readyState === "complete" && document.querySelector("main[data-state]")) ? document.querySelector("main").dataset.state : ""`))
 			if err == nil && st != "" {
 				break
 			}
