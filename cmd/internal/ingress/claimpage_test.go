@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/seatd/seatd/cmd/internal/seatdtest"
 	"github.com/seatd/seatd/invite"
@@ -318,5 +319,69 @@ func TestTemplateOverride(t *testing.T) {
 	}
 	if a := claimReq(t, e, "GET", href[1], nil); a.body != css {
 		t.Errorf("style.css served %q, want the override", a.body)
+	}
+}
+
+// A seat revoked after its invitation ran out (as the expiry sweeper
+// does) reads as expired to the invitee; one revoked before, as withdrawn.
+func TestClaimPageExpiredThenRevoked(t *testing.T) {
+	t.Parallel()
+	e := seatdtest.New(t, seatdtest.Options{})
+	ten := e.Tenant(seatdtest.TenantOptions{Product: "Pro Plan"})
+	late := assignPending(t, e, ten, "late@example.com")
+	lateTok := invitationToken(t, e, late["id"].(string))
+	early := assignPending(t, e, ten, "early@example.com")
+	earlyTok := invitationToken(t, e, early["id"].(string))
+	if _, err := e.DB.Pool.Exec(context.Background(), `UPDATE seats SET invitation_token_expires_at = now() - interval '1 minute' WHERE id = $1`, late["id"]); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.DB.Pool.Exec(context.Background(), `UPDATE invitations SET expires_at = now() - interval '1 minute' WHERE seat_id = $1`, late["id"]); err != nil {
+		t.Fatal(err)
+	}
+	if p := claimReq(t, e, "GET", pageOf(lateTok), nil); p.status != 410 || !strings.Contains(p.body, "This invitation has expired") {
+		t.Errorf("expired page: %d\n%s", p.status, p.body)
+	}
+	// The button of a page opened before expiry: no claim, the page explains.
+	if p := claimReq(t, e, "POST", "/claim", url.Values{"token": {lateTok}}, sameOrigin...); p.status != 303 || p.header.Get("Location") != pageOf(lateTok) {
+		t.Errorf("claiming an expired invitation: %d %q", p.status, p.header.Get("Location"))
+	}
+	for _, id := range []any{late["id"], early["id"]} {
+		if r := e.Do("DELETE", seatsPath+"/"+id.(string), ten.Token, nil); r.Status != 200 {
+			t.Fatalf("revoke: %d %s", r.Status, r.Body)
+		}
+	}
+	if p := claimReq(t, e, "GET", pageOf(lateTok), nil); p.status != 410 || !strings.Contains(p.body, "This invitation has expired") {
+		t.Errorf("expired, then revoked: %d\n%s", p.status, p.body)
+	}
+	if p := claimReq(t, e, "GET", pageOf(earlyTok), nil); p.status != 410 || !strings.Contains(p.body, "This invitation was withdrawn") {
+		t.Errorf("revoked: %d\n%s", p.status, p.body)
+	}
+}
+
+// When the worker is slow, the claim stays queued and the page says it is
+// being finished; once the worker applies it, the same page says "you're in".
+func TestClaimFormWhileWorkerIsSlow(t *testing.T) {
+	t.Parallel()
+	e := seatdtest.New(t, seatdtest.Options{Workers: -1, SyncTimeout: 300 * time.Millisecond})
+	stop := e.StartWorker()
+	ten := e.Tenant(seatdtest.TenantOptions{})
+	r := e.Do("POST", seatsPath, ten.Token, map[string]any{"subscription_id": ten.SubscriptionID, "email": "slow@example.com"})
+	if r.Status != 200 {
+		t.Fatalf("assign: %d %s", r.Status, r.Body)
+	}
+	seatID := r.JSON(t)["id"].(string)
+	tok := invitationToken(t, e, seatID)
+	stop()
+	p := claimReq(t, e, "POST", "/claim", url.Values{"token": {tok}}, sameOrigin...)
+	if p.status != 303 || p.header.Get("Location") != pageOf(tok)+"&claimed=1" {
+		t.Fatalf("claim with no worker: %d %q", p.status, p.header.Get("Location"))
+	}
+	if w := claimReq(t, e, "GET", p.header.Get("Location"), nil); w.status != 202 || !strings.Contains(w.body, "Finishing your claim") || strings.Contains(w.body, "<form") {
+		t.Errorf("page while queued: %d\n%s", w.status, w.body)
+	}
+	e.StartWorker()
+	seatdtest.WaitFor(t, 20*time.Second, "the queued claim applied", func() bool { return seatStatus(t, e, seatID) == "claimed" })
+	if done := claimReq(t, e, "GET", p.header.Get("Location"), nil); done.status != 200 || !strings.Contains(done.body, "You're in") {
+		t.Errorf("page after the worker: %d\n%s", done.status, done.body)
 	}
 }
