@@ -25,8 +25,12 @@ var embedded embed.FS
 // Files are the names a template directory may override.
 var Files = []string{"email.txt", "email.html", "page.html", "style.css", "claim.js"}
 
-// AssetPath is where the ingress serves style.css and claim.js.
+// AssetPath is where the ingress serves style.css and claim.js. The page
+// links them relative to itself (the page is .../claim), so seatd works
+// behind a proxy that serves it under a path prefix.
 const AssetPath = "/claim/assets/"
+
+const relativeAssets = "claim/assets/"
 
 // Templates is a parsed set of templates and assets. It is safe for
 // concurrent use.
@@ -246,7 +250,8 @@ type Page struct {
 	Invitation
 	Token string // the invitation token, for the claim form (Ready only)
 	Now   time.Time
-	// FormAction is where the claim form posts.
+	// FormAction is where the claim form posts; default "claim", relative
+	// to the page.
 	FormAction string
 	// CSS and Script are the asset URLs.
 	CSS, Script string
@@ -254,10 +259,10 @@ type Page struct {
 
 // RenderPage writes a claim page.
 func (t *Templates) RenderPage(w io.Writer, p Page) error {
-	p.CSS = AssetPath + "style.css?v=" + t.assets["style.css"].Version
-	p.Script = AssetPath + "claim.js?v=" + t.assets["claim.js"].Version
+	p.CSS = relativeAssets + "style.css?v=" + t.assets["style.css"].Version
+	p.Script = relativeAssets + "claim.js?v=" + t.assets["claim.js"].Version
 	if p.FormAction == "" {
-		p.FormAction = "/claim"
+		p.FormAction = "claim" // relative, like the assets
 	}
 	if p.Now.IsZero() {
 		p.Now = time.Now()

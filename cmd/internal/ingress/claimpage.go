@@ -174,7 +174,8 @@ func (s *Server) claimForm(w http.ResponseWriter, r *http.Request) {
 		s.answer(w, r, http.StatusNotFound, invite.Page{State: invite.Unknown}, "This invitation link is not recognised.")
 		return
 	}
-	back := "/claim?" + url.Values{"token": {token}}.Encode()
+	// Relative, so it works behind a proxy serving seatd under a prefix.
+	back := "claim?" + url.Values{"token": {token}}.Encode()
 	v, err := s.cfg.DB.Invitation(r.Context(), token)
 	if err != nil {
 		s.log.Error("claim form lookup", "err", err)

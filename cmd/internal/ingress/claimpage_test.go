@@ -55,6 +55,9 @@ func claimReq(t *testing.T, e *seatdtest.Env, method, path string, form url.Valu
 
 func pageOf(token string) string { return "/claim?" + url.Values{"token": {token}}.Encode() }
 
+// back is where the form sends the browser: the page, relative to /claim.
+func back(token string) string { return "claim?" + url.Values{"token": {token}}.Encode() }
+
 // A browser's form post from the page itself.
 var sameOrigin = []string{"Sec-Fetch-Site", "same-origin"}
 
@@ -154,20 +157,20 @@ func TestClaimForm(t *testing.T) {
 	seat := assignPending(t, e, ten, "form@example.com")
 	tok := invitationToken(t, e, seat["id"].(string))
 	p := claimReq(t, e, "POST", "/claim", url.Values{"token": {tok}}, sameOrigin...)
-	if p.status != 303 || p.header.Get("Location") != pageOf(tok)+"&claimed=1" {
+	if p.status != 303 || p.header.Get("Location") != back(tok)+"&claimed=1" {
 		t.Fatalf("claim without a return URL: %d Location %q", p.status, p.header.Get("Location"))
 	}
 	if st := seatStatus(t, e, seat["id"].(string)); st != "claimed" {
 		t.Fatalf("after the form the seat is %s", st)
 	}
-	done := claimReq(t, e, "GET", p.header.Get("Location"), nil)
+	done := claimReq(t, e, "GET", "/"+p.header.Get("Location"), nil)
 	if done.status != 200 || !strings.Contains(done.body, "You're in") || !strings.Contains(done.body, "How to sign in") {
 		t.Errorf("claimed page: %d\n%s", done.status, done.body)
 	}
 	checkHeaders(t, "claimed page", done)
 	// The same form again: the link is used up, the page says so.
 	again := claimReq(t, e, "POST", "/claim", url.Values{"token": {tok}}, sameOrigin...)
-	if again.status != 303 || again.header.Get("Location") != pageOf(tok) {
+	if again.status != 303 || again.header.Get("Location") != back(tok) {
 		t.Errorf("second claim: %d %q", again.status, again.header.Get("Location"))
 	}
 	if p := claimReq(t, e, "GET", pageOf(tok), nil); !strings.Contains(p.body, "already been claimed") {
@@ -313,11 +316,11 @@ func TestTemplateOverride(t *testing.T) {
 	if !strings.Contains(p.body, "Take my seat at Acme") || strings.Contains(p.body, "Claim my seat") {
 		t.Errorf("the overridden page:\n%s", p.body)
 	}
-	href := regexp.MustCompile(`href="(/claim/assets/style\.css\?v=[0-9a-f]+)"`).FindStringSubmatch(p.body)
+	href := regexp.MustCompile(`href="(claim/assets/style\.css\?v=[0-9a-f]+)"`).FindStringSubmatch(p.body)
 	if href == nil {
 		t.Fatalf("no stylesheet link in:\n%s", p.body)
 	}
-	if a := claimReq(t, e, "GET", href[1], nil); a.body != css {
+	if a := claimReq(t, e, "GET", "/"+href[1], nil); a.body != css {
 		t.Errorf("style.css served %q, want the override", a.body)
 	}
 }
@@ -342,7 +345,7 @@ func TestClaimPageExpiredThenRevoked(t *testing.T) {
 		t.Errorf("expired page: %d\n%s", p.status, p.body)
 	}
 	// The button of a page opened before expiry: no claim, the page explains.
-	if p := claimReq(t, e, "POST", "/claim", url.Values{"token": {lateTok}}, sameOrigin...); p.status != 303 || p.header.Get("Location") != pageOf(lateTok) {
+	if p := claimReq(t, e, "POST", "/claim", url.Values{"token": {lateTok}}, sameOrigin...); p.status != 303 || p.header.Get("Location") != back(lateTok) {
 		t.Errorf("claiming an expired invitation: %d %q", p.status, p.header.Get("Location"))
 	}
 	for _, id := range []any{late["id"], early["id"]} {
@@ -373,15 +376,15 @@ func TestClaimFormWhileWorkerIsSlow(t *testing.T) {
 	tok := invitationToken(t, e, seatID)
 	stop()
 	p := claimReq(t, e, "POST", "/claim", url.Values{"token": {tok}}, sameOrigin...)
-	if p.status != 303 || p.header.Get("Location") != pageOf(tok)+"&claimed=1" {
+	if p.status != 303 || p.header.Get("Location") != back(tok)+"&claimed=1" {
 		t.Fatalf("claim with no worker: %d %q", p.status, p.header.Get("Location"))
 	}
-	if w := claimReq(t, e, "GET", p.header.Get("Location"), nil); w.status != 202 || !strings.Contains(w.body, "Finishing your claim") || strings.Contains(w.body, "<form") {
+	if w := claimReq(t, e, "GET", "/"+p.header.Get("Location"), nil); w.status != 202 || !strings.Contains(w.body, "Finishing your claim") || strings.Contains(w.body, "<form") {
 		t.Errorf("page while queued: %d\n%s", w.status, w.body)
 	}
 	e.StartWorker()
 	seatdtest.WaitFor(t, 20*time.Second, "the queued claim applied", func() bool { return seatStatus(t, e, seatID) == "claimed" })
-	if done := claimReq(t, e, "GET", p.header.Get("Location"), nil); done.status != 200 || !strings.Contains(done.body, "You're in") {
+	if done := claimReq(t, e, "GET", "/"+p.header.Get("Location"), nil); done.status != 200 || !strings.Contains(done.body, "You're in") {
 		t.Errorf("page after the worker: %d\n%s", done.status, done.body)
 	}
 }
