@@ -19,6 +19,7 @@ import (
 
 	"github.com/chromedp/cdproto/emulation"
 	"github.com/chromedp/chromedp"
+	"github.com/chromedp/chromedp/kb"
 
 	"github.com/seatd/seatd/cmd/internal/seatdtest"
 	"github.com/seatd/seatd/mailer/mailtest"
@@ -378,8 +379,26 @@ func TestClaimPageInBrowser(t *testing.T) {
 			}
 
 			// The button claims and lands on the seller's app with the
-			// session token in the fragment, never in the query.
-			tb.do(chromedp.Click(chromedp.CSS("form.claim button")))
+			// session token in the fragment, never in the query. Without
+			// JavaScript it is reached and pressed with the keyboard, and
+			// the focus must be visible.
+			if mode.js {
+				tb.do(chromedp.Click(chromedp.CSS("form.claim button")))
+			} else {
+				focused := false
+				for i := 0; i < 10 && !focused; i++ {
+					tb.do(chromedp.KeyEvent(kb.Tab))
+					focused = run(tb, chromedp.Evaluate[bool](`document.activeElement !== null && document.activeElement.matches("form.claim button")`))
+				}
+				if !focused {
+					t.Fatal("Tab never reached the claim button")
+				}
+				ring := run(tb, chromedp.Evaluate[string](`(s => s.outlineStyle + " " + s.outlineWidth)(getComputedStyle(document.activeElement))`))
+				if ring != "solid 3px" {
+					t.Errorf("the focused button's outline is %q, want a visible ring (solid 3px)", ring)
+				}
+				tb.do(chromedp.KeyEvent(kb.Enter))
+			}
 			landed := tb.waitFor(site.URL + "/welcome")
 			u, err := url.Parse(landed)
 			if err != nil {
