@@ -249,6 +249,9 @@ type Page struct {
 	State State
 	Invitation
 	Token string // the invitation token, for the claim form (Ready only)
+	// ReturnURL is the organization's claim return URL, if any: the
+	// claimed page links to it (without a session token).
+	ReturnURL string
 	Now   time.Time
 	// FormAction is where the claim form posts; default "claim", relative
 	// to the page.

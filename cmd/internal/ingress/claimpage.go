@@ -138,7 +138,7 @@ func (s *Server) claimPage(w http.ResponseWriter, r *http.Request) {
 		// Where the claim form sends a claimant when there is no return URL.
 		switch {
 		case v.State == storage.InvitationClaimed && v.ClaimedAt != nil && time.Since(*v.ClaimedAt) < claimedRecently:
-			p.State = invite.ClaimedNow
+			p.State, p.ReturnURL = invite.ClaimedNow, v.ClaimReturnURL
 		case v.State == storage.InvitationReady: // the claim is still in the queue
 			p.State, p.Token, status = invite.Pending, "", http.StatusAccepted
 		}
@@ -180,6 +180,14 @@ func (s *Server) claimForm(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		s.log.Error("claim form lookup", "err", err)
 		s.answer(w, r, http.StatusInternalServerError, invite.Page{State: invite.Failed}, "Something went wrong on our side. Please try again in a minute.")
+		return
+	}
+	if v.State == storage.InvitationClaimed && v.ClaimedAt != nil && time.Since(*v.ClaimedAt) < claimedRecently {
+		// Most likely this visitor's own double click: the first POST
+		// claimed, and the browser shows the answer to the second. Say
+		// "you're in" rather than "already claimed"; the session token is
+		// not handed out twice.
+		s.redirect(w, r, back+"&claimed=1")
 		return
 	}
 	if v.State != storage.InvitationReady {

@@ -168,9 +168,10 @@ func TestClaimForm(t *testing.T) {
 		t.Errorf("claimed page: %d\n%s", done.status, done.body)
 	}
 	checkHeaders(t, "claimed page", done)
-	// The same form again: the link is used up, the page says so.
+	// The same form again (a double click): nothing new is claimed, and
+	// the browser, which shows the second answer, still says "you're in".
 	again := claimReq(t, e, "POST", "/claim", url.Values{"token": {tok}}, sameOrigin...)
-	if again.status != 303 || again.header.Get("Location") != back(tok) {
+	if again.status != 303 || again.header.Get("Location") != back(tok)+"&claimed=1" {
 		t.Errorf("second claim: %d %q", again.status, again.header.Get("Location"))
 	}
 	if p := claimReq(t, e, "GET", pageOf(tok), nil); !strings.Contains(p.body, "already been claimed") {
@@ -197,6 +198,16 @@ func TestClaimForm(t *testing.T) {
 	session := frag.Get("customer_session_token")
 	if r := e.Do("GET", seatsPath+"?subscription_id="+ten.SubscriptionID, session, nil); r.Status != 200 || !strings.Contains(string(r.Body), "back@example.com") {
 		t.Errorf("the session from the fragment: %d %s", r.Status, r.Body)
+	}
+	// A double click's second answer: the page links to the app, and the
+	// session token is not handed out a second time.
+	again = claimReq(t, e, "POST", "/claim", url.Values{"token": {tok2}}, sameOrigin...)
+	if again.status != 303 || strings.Contains(again.header.Get("Location"), "customer_session_token") {
+		t.Fatalf("second claim with a return URL: %d %q", again.status, again.header.Get("Location"))
+	}
+	done = claimReq(t, e, "GET", "/"+again.header.Get("Location"), nil)
+	if !strings.Contains(done.body, `href="https://app.acme.test/welcome?from=seatd">Continue to Pro Plan`) || strings.Contains(done.body, session) {
+		t.Errorf("claimed page with a return URL:\n%s", done.body)
 	}
 
 	// claim.js asks for JSON and gets the same decision.
