@@ -252,7 +252,7 @@ type Page struct {
 	// ReturnURL is the organization's claim return URL, if any: the
 	// claimed page links to it (without a session token).
 	ReturnURL string
-	Now   time.Time
+	Now       time.Time
 	// FormAction is where the claim form posts; default "claim", relative
 	// to the page.
 	FormAction string
