@@ -84,11 +84,17 @@ func (m *Main) HTTPAddr(ctx context.Context) (string, error) {
 func (m *Main) Run(ctx context.Context) error {
 	cfg := &m.Config
 	cfg.Print(m.Out)
-	// Parsed before anything starts: a broken template override stops
-	// seatd here, naming the file, instead of failing an invitee later.
-	tmpl, err := invite.Load(cfg.Templates)
-	if err != nil {
-		return fmt.Errorf("SEATD_TEMPLATES: %w", err)
+	// Parsed before anything starts, by the roles that render them: a
+	// broken template override stops seatd here, naming the file, instead
+	// of failing an invitee later.
+	var tmpl *invite.Templates
+	switch m.Role {
+	case "serve", "ingress", "mailer":
+		t, err := invite.Load(cfg.Templates)
+		if err != nil {
+			return fmt.Errorf("SEATD_TEMPLATES: %w", err)
+		}
+		tmpl = t
 	}
 	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
 		return err
