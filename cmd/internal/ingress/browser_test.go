@@ -487,3 +487,77 @@ func TestClaimPageInBrowser(t *testing.T) {
 		})
 	}
 }
+
+// TestClaimPageInBrowserRefusals: what a hostile or unlucky visit sees in
+// a real browser. Another site's form cannot claim, another site cannot
+// frame the page, and a claim refused by the rate limit is explained in
+// place by claim.js, with the button usable again.
+func TestClaimPageInBrowserRefusals(t *testing.T) {
+	browser := newBrowser(t)
+	dropDir := t.TempDir()
+	e := seatdtest.New(t, seatdtest.Options{Mail: "drop", MailDir: dropDir, LiveLinks: true, RateLimit: 0.001, RateBurst: 1})
+	ten := e.Tenant(seatdtest.TenantOptions{Product: "Pro Plan"})
+	inv := inviteByMail(t, e, ten, dropDir, "target@example.com")
+	u, err := url.Parse(inv.link)
+	if err != nil {
+		t.Fatal(err)
+	}
+	token := u.Query().Get("token")
+	evil := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		switch r.URL.Path {
+		case "/forge":
+			fmt.Fprintf(w, `<!doctype html><form method="post" action="%s/claim"><input type="hidden" name="token" value="%s"><button id="go">Win a prize</button></form>`,
+				e.HTTP.URL, token)
+		case "/frame":
+			fmt.Fprintf(w, `<!doctype html><iframe src="%s"></iframe>`, inv.link)
+		}
+	}))
+	t.Cleanup(evil.Close)
+	tb := newTab(t, browser, true)
+
+	// Another origin's form posting the token: refused, nothing changes.
+	tb.open(evil.URL + "/forge")
+	tb.do(chromedp.Click(chromedp.ID("go")))
+	page := tb.waitState("cross_site")
+	mustContain(t, "the cross-site page", page, "Claim not accepted")
+	if st := seatStatus(t, e, inv.seatID); st != "pending" {
+		t.Fatalf("a cross-site form made the seat %s", st)
+	}
+
+	// Another origin framing the page: the browser refuses to show it.
+	tb.open(evil.URL + "/frame")
+	seatdtest.WaitFor(t, 10*time.Second, "the browser to refuse the frame", func() bool {
+		tb.mu.Lock()
+		defer tb.mu.Unlock()
+		for _, m := range tb.log {
+			if strings.Contains(m, "frame-ancestors") {
+				return true
+			}
+		}
+		return false
+	})
+
+	// The per-address claim limit, spent by an earlier claim: claim.js
+	// says so next to the button and gives the button back.
+	if r := e.Do("POST", claimPath, "", map[string]any{"invitation_token": "spent"}); r.Status != 400 {
+		t.Fatalf("spending the claim limit: %d %s", r.Status, r.Body)
+	}
+	tb.open(inv.link)
+	tb.do(chromedp.Click(chromedp.CSS("form.claim button")))
+	deadline := time.Now().Add(20 * time.Second)
+	var status string
+	for time.Now().Before(deadline) && !strings.Contains(status, "Too many attempts") {
+		time.Sleep(50 * time.Millisecond)
+		status = run(tb, chromedp.Evaluate[string](`document.getElementById("claim-status").textContent`))
+	}
+	if !strings.Contains(status, "Too many attempts") {
+		t.Fatalf("the status next to the button says %q", status)
+	}
+	if disabled := run(tb, chromedp.Evaluate[bool](`document.querySelector("form.claim button").disabled`)); disabled {
+		t.Error("the button stays disabled after a refused claim")
+	}
+	if st := seatStatus(t, e, inv.seatID); st != "pending" {
+		t.Errorf("a rate-limited claim made the seat %s", st)
+	}
+}
