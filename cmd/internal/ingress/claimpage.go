@@ -203,8 +203,15 @@ func (s *Server) claimForm(w http.ResponseWriter, r *http.Request) {
 		s.log.Warn("claim form", "err", err)
 		s.answer(w, r, http.StatusServiceUnavailable, invite.Page{State: invite.Failed}, "Something went wrong on our side. Nothing was changed; please try again in a minute.")
 		return
+	case res.Code == events.CodeInvalidToken:
+		// Lost a race (most likely to this visitor's own double click, whose
+		// answer the browser shows) or expired meanwhile: with claimed=1
+		// the page says "you're in" for a fresh claim, else what happened.
+		s.redirect(w, r, back+"&claimed=1")
+		return
 	case !res.OK():
-		s.redirect(w, r, back) // lost a race, or expired meanwhile: the page says which
+		s.log.Warn("claim form refused", "code", res.Code)
+		s.redirect(w, r, back)
 		return
 	}
 	if v.ClaimReturnURL == "" {

@@ -210,6 +210,31 @@ func TestClaimForm(t *testing.T) {
 		t.Errorf("claimed page with a return URL:\n%s", done.body)
 	}
 
+	// Two posts at once (a double click): one claims and gets the token,
+	// the other is sent to the "you're in" page, without one.
+	seat4 := assignPending(t, e, ten, "double@example.com")
+	tok4 := invitationToken(t, e, seat4["id"].(string))
+	locs := make(chan string, 2)
+	for i := 0; i < 2; i++ {
+		go func() {
+			locs <- claimReq(t, e, "POST", "/claim", url.Values{"token": {tok4}}, sameOrigin...).header.Get("Location")
+		}()
+	}
+	var withToken, youreIn int
+	for i := 0; i < 2; i++ {
+		switch l := <-locs; {
+		case strings.HasPrefix(l, ret+"#customer_session_token="):
+			withToken++
+		case l == back(tok4)+"&claimed=1":
+			youreIn++
+		default:
+			t.Errorf("double click answered Location %q", l)
+		}
+	}
+	if withToken != 1 || youreIn != 1 {
+		t.Errorf("double click: %d redirects with a token, %d to the claimed page; want one each", withToken, youreIn)
+	}
+
 	// claim.js asks for JSON and gets the same decision.
 	seat3 := assignPending(t, e, ten, "script@example.com")
 	tok3 := invitationToken(t, e, seat3["id"].(string))
