@@ -144,6 +144,12 @@ func Load(dir string) (*Templates, error) {
 	return t, nil
 }
 
+// EmbeddedFile returns the embedded version of one of Files: the starting
+// point of an override.
+func EmbeddedFile(name string) ([]byte, error) {
+	return embedded.ReadFile("templates/" + name)
+}
+
 // Asset returns a static file by name (style.css, claim.js).
 func (t *Templates) Asset(name string) (Asset, bool) {
 	a, ok := t.assets[name]

@@ -333,7 +333,7 @@ func TestTemplateOverride(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "style.css"), []byte(css), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	pageSrc, err := os.ReadFile("../../../invite/templates/page.html")
+	pageSrc, err := invite.EmbeddedFile("page.html")
 	if err != nil {
 		t.Fatal(err)
 	}
