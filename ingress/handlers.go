@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"html/template"
 	"io"
 	"net"
 	"net/http"
@@ -386,39 +385,6 @@ func (s *Server) getBatch(w http.ResponseWriter, r *http.Request) {
 		status = "queued"
 	}
 	writeJSON(w, 200, map[string]any{"batch_id": b.ID, "status": status, "size": b.Size, "counts": counts, "items": items})
-}
-
-var claimTmpl = template.Must(template.New("claim").Parse(`<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>Claim your seat</title>
-<meta name="viewport" content="width=device-width, initial-scale=1"></head>
-<body style="font-family: sans-serif; max-width: 32rem; margin: 3rem auto;">
-{{if .OK}}<h1>Join {{.Info.ProductName}}</h1>
-<p>{{.Info.OrganizationName}} invited <strong>{{.Info.CustomerEmail}}</strong>.</p>
-<form id="f"><button type="submit">Claim seat</button></form><p id="out"></p>
-<script>
-document.getElementById("f").addEventListener("submit", async (e) => {
-  e.preventDefault();
-  const r = await fetch("/v1/customer-seats/claim", {method: "POST", headers: {"Content-Type": "application/json"},
-    body: JSON.stringify({invitation_token: {{.Token}}})});
-  document.getElementById("out").textContent = r.ok ? "Your seat is claimed." : "This invitation is no longer valid.";
-});
-</script>{{else}}<h1>Invitation not found</h1><p>This invitation link is invalid, expired or already used.</p>{{end}}
-</body></html>`))
-
-// GET /claim?token=...: the page the invitation email links to. Reading it
-// changes nothing; the button claims.
-func (s *Server) claimPage(w http.ResponseWriter, r *http.Request) {
-	token := r.URL.Query().Get("token")
-	info, err := s.cfg.DB.ClaimInfoByToken(r.Context(), token)
-	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	w.Header().Set("Cache-Control", "no-store")
-	w.Header().Set("Referrer-Policy", "no-referrer")
-	status := 200
-	if err != nil {
-		status = 404
-	}
-	w.WriteHeader(status)
-	_ = claimTmpl.Execute(w, map[string]any{"OK": err == nil, "Info": info, "Token": token})
 }
 
 func clientIP(r *http.Request) string {

@@ -18,6 +18,7 @@ import (
 
 	"github.com/seatd/seatd/events"
 	"github.com/seatd/seatd/events/stream"
+	"github.com/seatd/seatd/invite"
 	"github.com/seatd/seatd/storage"
 	"github.com/seatd/seatd/storage/secret"
 	"github.com/seatd/seatd/telemetry"
@@ -49,6 +50,12 @@ type Config struct {
 	// BodyTimeout bounds reading a request body: a body that trickles in
 	// is answered 408. Default 10s.
 	BodyTimeout time.Duration
+	// Templates render the claim page (SEATD_TEMPLATES); nil: the embedded ones.
+	Templates *invite.Templates
+	// ClaimPageRate and ClaimPageBurst limit claim page lookups per client
+	// address; 0 means DefaultClaimPageRate/Burst, negative disables.
+	ClaimPageRate  float64
+	ClaimPageBurst int
 }
 
 // Server is the HTTP ingress.
@@ -63,6 +70,10 @@ type Server struct {
 	authFail *limiter // per client address, charged by requests that fail authentication
 	mux      *http.ServeMux
 	handler  http.Handler // mux with metrics, tracing and the access log
+
+	tmpl        *invite.Templates
+	pageLimiter *limiter
+	cop         *http.CrossOriginProtection
 }
 
 // New subscribes to this ingress's reply inbox and builds the routes.
@@ -82,6 +93,15 @@ func New(cfg Config) (*Server, error) {
 	s := &Server{cfg: cfg, log: cfg.Log.With("role", "ingress"), inbox: nats.NewInbox(),
 		waiters: map[string]chan events.Result{}, limiter: newLimiter(cfg.RateLimit, cfg.RateBurst),
 		authFail: newLimiter(cfg.AuthFailLimit, cfg.AuthFailBurst)}
+	s.tmpl = cfg.Templates
+	if s.tmpl == nil {
+		s.tmpl = invite.Default()
+	}
+	if cfg.ClaimPageRate == 0 {
+		cfg.ClaimPageRate, cfg.ClaimPageBurst = DefaultClaimPageRate, DefaultClaimPageBurst
+	}
+	s.pageLimiter = newLimiter(max(cfg.ClaimPageRate, 0), cfg.ClaimPageBurst)
+	s.cop = http.NewCrossOriginProtection()
 	sub, err := cfg.NC.Subscribe(s.inbox+".*", s.onResult)
 	if err != nil {
 		return nil, fmt.Errorf("ingress: subscribe: %w", err)
@@ -109,6 +129,8 @@ func (s *Server) routes() {
 	m.HandleFunc("GET /v1/customer-seats/claim/{token}", s.claimInfo)
 	m.HandleFunc("POST /v1/customer-seats/claim", s.claim)
 	m.HandleFunc("GET /claim", s.claimPage)
+	m.HandleFunc("POST /claim", s.claimForm)
+	m.HandleFunc("GET /claim/assets/{file}", s.claimAsset)
 	m.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, 200, map[string]string{"status": "ok"}) })
 	m.HandleFunc("GET /readyz", s.ready)
 	m.Handle("GET /metrics", telemetry.Handler())

@@ -2,7 +2,7 @@
 // what became of each one.
 //
 // It owns the invitation email (subject, text and HTML bodies, rendered
-// from embedded templates with html/template escaping), the Senders that
+// from package invite's templates, shared with the claim page), the Senders that
 // hand a message over (SMTP through go-mail, configured from an SMTP_URL;
 // or, in development, a mail drop that writes .eml files), the
 // classification of delivery errors into temporary and permanent, and the

@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/seatd/seatd/events"
 	"github.com/seatd/seatd/events/stream"
+	"github.com/seatd/seatd/invite"
 	"github.com/seatd/seatd/storage"
 	"github.com/seatd/seatd/storage/secret"
 	"github.com/seatd/seatd/telemetry"
@@ -32,7 +33,10 @@ type Config struct {
 	PublicURL string
 	// From is the sender (SEATD_MAIL_FROM); empty means DefaultFrom(PublicURL).
 	From string
-	Log  *slog.Logger
+	// Templates word and style the email (SEATD_TEMPLATES); nil means the
+	// embedded ones.
+	Templates *invite.Templates
+	Log       *slog.Logger
 
 	// Concurrency is the number of invitations one Mailer delivers at
 	// once; default 4. Each holds one database connection for the length
@@ -89,7 +93,7 @@ func New(cfg Config) *Mailer {
 	return &Mailer{
 		cfg:      cfg,
 		log:      cfg.Log.With("role", "mailer"),
-		composer: Composer{PublicURL: cfg.PublicURL, From: cfg.From},
+		composer: Composer{PublicURL: cfg.PublicURL, From: cfg.From, Templates: cfg.Templates},
 	}
 }
 

@@ -1,19 +1,18 @@
 package mailer
 
 import (
-	"embed"
 	"fmt"
-	htmltemplate "html/template"
 	"log/slog"
 	"net"
 	"net/mail"
 	"net/url"
 	"strings"
-	texttemplate "text/template"
 	"time"
 	"unicode"
 
 	gomail "github.com/wneessen/go-mail"
+
+	"github.com/seatd/seatd/invite"
 )
 
 // Message is one rendered invitation email, ready for a Sender.
@@ -74,14 +73,6 @@ func (m *Message) build() (*gomail.Msg, error) {
 	return msg, nil
 }
 
-//go:embed templates/invitation.txt templates/invitation.html
-var templateFS embed.FS
-
-var (
-	textTemplate = texttemplate.Must(texttemplate.ParseFS(templateFS, "templates/invitation.txt"))
-	htmlTemplate = htmltemplate.Must(htmltemplate.ParseFS(templateFS, "templates/invitation.html"))
-)
-
 // Invitation is what an invitation email says.
 type Invitation struct {
 	ID           string // invitation id
@@ -101,6 +92,9 @@ type Composer struct {
 	// From is the sender, e.g. "seatd <no-reply@example.com>"; empty means
 	// DefaultFrom(PublicURL).
 	From string
+	// Templates word and style the email (shared with the claim page);
+	// nil means the embedded ones.
+	Templates *invite.Templates
 }
 
 func (c Composer) from() string {
@@ -108,11 +102,6 @@ func (c Composer) from() string {
 		return c.From
 	}
 	return DefaultFrom(c.PublicURL)
-}
-
-// Subject is the subject line of an invitation to product.
-func Subject(product string) string {
-	return "You've been invited to access " + product
 }
 
 // Compose renders inv as of now.
@@ -125,37 +114,30 @@ func (c Composer) Compose(inv Invitation, now time.Time) (*Message, error) {
 		return nil, err
 	}
 	from := c.from()
-	inviter := oneLine(inv.InviterEmail, "Your team")
-	product := oneLine(inv.ProductName, "your team's workspace")
-	org := oneLine(inv.Organization, "your organization")
-	data := struct {
-		Subject, Product, Organization, Inviter, ClaimURL, Expires, ExpiresIn, To string
-	}{
-		Subject:      Subject(product),
-		Product:      product,
-		Organization: org,
-		Inviter:      inviter,
-		ClaimURL:     claim,
-		Expires:      inv.ExpiresAt.UTC().Format("Mon, 02 Jan 2006 15:04 MST"),
-		ExpiresIn:    expiresIn(inv.ExpiresAt.Sub(now)),
-		To:           inv.To,
+	tmpl := c.Templates
+	if tmpl == nil {
+		tmpl = invite.Default()
 	}
-	var text, html strings.Builder
-	if err := textTemplate.ExecuteTemplate(&text, "body", data); err != nil {
-		return nil, fmt.Errorf("compose text: %w", err)
-	}
-	if err := htmlTemplate.ExecuteTemplate(&html, "body", data); err != nil {
-		return nil, fmt.Errorf("compose html: %w", err)
+	// Blank names stay blank here: the templates word the fallbacks.
+	out, err := tmpl.RenderEmail(invite.Email{Invitation: invite.Invitation{
+		Organization: oneLine(inv.Organization, ""),
+		Product:      oneLine(inv.ProductName, ""),
+		Inviter:      oneLine(inv.InviterEmail, ""),
+		Invitee:      inv.To,
+		ExpiresAt:    inv.ExpiresAt.UTC(),
+	}, ClaimURL: claim, Now: now})
+	if err != nil {
+		return nil, fmt.Errorf("compose: %w", err)
 	}
 	return &Message{
 		InvitationID: inv.ID,
 		MessageID:    MessageID(inv.ID, c.PublicURL, from),
 		From:         from,
 		To:           inv.To,
-		Subject:      data.Subject,
+		Subject:      out.Subject,
 		Date:         now,
-		Text:         text.String(),
-		HTML:         html.String(),
+		Text:         out.Text,
+		HTML:         out.HTML,
 		ClaimURL:     claim,
 	}, nil
 }
@@ -211,17 +193,4 @@ func oneLine(s, def string) string {
 		return def
 	}
 	return s
-}
-
-func expiresIn(d time.Duration) string {
-	switch h := int(d.Round(time.Hour) / time.Hour); {
-	case d <= 0:
-		return "already expired"
-	case h < 1:
-		return "in less than an hour"
-	case h == 1:
-		return "in 1 hour"
-	default:
-		return fmt.Sprintf("in %d hours", h)
-	}
 }

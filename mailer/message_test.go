@@ -142,21 +142,6 @@ func TestMessageIDDomain(t *testing.T) {
 	}
 }
 
-func TestExpiresIn(t *testing.T) {
-	for d, want := range map[time.Duration]string{
-		168 * time.Hour:               "in 168 hours",
-		23*time.Hour + 59*time.Minute: "in 24 hours",
-		90 * time.Minute:              "in 2 hours",
-		70 * time.Minute:              "in 1 hour",
-		10 * time.Minute:              "in less than an hour",
-		-time.Minute:                  "already expired",
-	} {
-		if got := expiresIn(d); got != want {
-			t.Errorf("expiresIn(%v) = %q, want %q", d, got, want)
-		}
-	}
-}
-
 // A name with a line break cannot add a header.
 func TestComposeFlattensLineBreaks(t *testing.T) {
 	_, m := compose(t, Composer{PublicURL: testPublicURL}, Invitation{ProductName: "Evil\r\nBcc: victim@example.test"})

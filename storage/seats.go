@@ -307,7 +307,7 @@ func (db *DB) assign(ctx context.Context, tx pgx.Tx, st Settings, r events.Reque
 	}
 	b := &pgx.Batch{}
 	if invID != nil {
-		if err := queueInvitation(b, r, *invID, seat.ID, nonce, *seat.InvitationTokenExpiresAt, now); err != nil {
+		if err := queueInvitation(b, r, *invID, seat.ID, nonce, tokenHash, *seat.InvitationTokenExpiresAt, now); err != nil {
 			return events.Result{}, err
 		}
 	}
@@ -326,10 +326,12 @@ func seatEvent(t events.SeatEventType, seat events.CustomerSeat, version int, no
 	return events.SeatEvent{ID: uuid.NewString(), Type: t, Timestamp: now, Version: version, Data: seat}
 }
 
-// queueInvitation adds an invitation and its mail request to b.
-func queueInvitation(b *pgx.Batch, r events.Request, invID, seatID string, nonce []byte, expires, now time.Time) error {
-	b.Queue(`INSERT INTO invitations (id, seat_id, nonce, expires_at, created_at, updated_at)
-		VALUES ($1, $2, $3, $4, $5, $5)`, invID, seatID, nonce, expires, now)
+// queueInvitation adds an invitation and its mail request to b. The
+// invitation keeps its token's hash so the claim page can still recognise
+// the link after the seat has moved on (claimed, revoked, resent).
+func queueInvitation(b *pgx.Batch, r events.Request, invID, seatID string, nonce, tokenHash []byte, expires, now time.Time) error {
+	b.Queue(`INSERT INTO invitations (id, seat_id, nonce, token_hash, expires_at, created_at, updated_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $6)`, invID, seatID, nonce, tokenHash, expires, now)
 	return queueOutbox(b, events.MailSubject, "mail-"+invID, events.MailRequest{InvitationID: invID, SeatID: seatID,
 		RequestID: r.ID, Trace: r.Trace})
 }
@@ -378,13 +380,14 @@ func (db *DB) resend(ctx context.Context, tx pgx.Tx, st Settings, r events.Reque
 	}
 	// A fresh token and expiry: the old link dies with the old invitation.
 	invID, nonce, expires := uuid.NewString(), secret.NewNonce(), now.Add(st.invitationTTL())
+	tokenHash := secret.HashToken(st.Keys.InvitationToken(nonce))
 	b := &pgx.Batch{}
 	b.Queue(`UPDATE invitations SET delivery_state = 'cancelled', updated_at = $2
 		WHERE seat_id = $1 AND delivery_state IN ('queued', 'sending')`, r.SeatID, now)
 	b.Queue(`UPDATE seats SET invitation_id = $2, invitation_token_hash = $3,
 		invitation_token_expires_at = $4, modified_at = $5 WHERE id = $1`,
-		r.SeatID, invID, secret.HashToken(st.Keys.InvitationToken(nonce)), expires, now)
-	if err := queueInvitation(b, r, invID, r.SeatID, nonce, expires, now); err != nil {
+		r.SeatID, invID, tokenHash, expires, now)
+	if err := queueInvitation(b, r, invID, r.SeatID, nonce, tokenHash, expires, now); err != nil {
 		return events.Result{}, err
 	}
 	if err := tx.SendBatch(ctx, b).Close(); err != nil {

@@ -27,7 +27,8 @@ import (
 
 const usage = `usage: seatctl COMMAND [flags]
 
-  org create --name NAME [--seat-pricing=true|false] [--member-model]
+  org create --name NAME [--seat-pricing=true|false] [--member-model] [--claim-return-url URL]
+  org update ORG --claim-return-url URL   (https, or http on localhost; "" clears it)
   customer create --org ORG --email EMAIL [--external-id EXT]
   member create --customer CUST --email EMAIL [--role owner|billing_manager|member]
   subscription create --customer CUST --seats N [--product NAME] [--status active|canceled]
@@ -184,6 +185,7 @@ func commandUsage(w io.Writer, cmd string, fs *flag.FlagSet) {
 
 var commands = map[string]command{
 	"org create":             orgCreate,
+	"org update":             orgUpdate,
 	"customer create":        customerCreate,
 	"member create":          memberCreate,
 	"subscription create":    poolCreate("subscription"),
@@ -232,11 +234,17 @@ func orgCreate(e *env, fs *flag.FlagSet, args []string) error {
 	name := fs.String("name", "", "organization name")
 	pricing := fs.Bool("seat-pricing", true, "seat-based pricing enabled")
 	members := fs.Bool("member-model", false, "member model: seats belong to the purchaser, occupants are members")
+	returnURL := fs.String("claim-return-url", "", "where invitees go after claiming a seat (https; http only on localhost)")
 	if _, err := parse(fs, args); err != nil {
 		return err
 	}
 	if err := required("name", *name); err != nil {
 		return err
+	}
+	// Checked before anything is created, so a bad URL leaves no half-made
+	// organization behind.
+	if err := storage.CheckReturnURL(*returnURL); err != nil {
+		return describe(err)
 	}
 	if err := e.open(); err != nil {
 		return err
@@ -245,7 +253,41 @@ func orgCreate(e *env, fs *flag.FlagSet, args []string) error {
 	if err != nil {
 		return describe(err)
 	}
+	if *returnURL != "" {
+		if err := e.db.SetClaimReturnURL(e.ctx, id, *returnURL); err != nil {
+			return describe(err)
+		}
+	}
 	return e.print(map[string]string{"id": id})
+}
+
+// orgUpdate changes an organization's settings; today its claim return URL.
+func orgUpdate(e *env, fs *flag.FlagSet, args []string) error {
+	var returnURL *string
+	fs.Func("claim-return-url", "where invitees go after claiming a seat (https; http only on localhost; \"\" clears it)", func(v string) error {
+		returnURL = &v
+		return nil
+	})
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		return errors.New("usage: seatctl org update ORG --claim-return-url URL")
+	}
+	if returnURL == nil {
+		return errors.New("nothing to update: give --claim-return-url URL")
+	}
+	if err := storage.CheckReturnURL(*returnURL); err != nil {
+		return describe(err)
+	}
+	if err := e.open(); err != nil {
+		return err
+	}
+	if err := e.db.SetClaimReturnURL(e.ctx, pos[0], *returnURL); err != nil {
+		return describe(err)
+	}
+	return e.print(map[string]string{"id": pos[0], "claim_return_url": *returnURL})
 }
 
 func customerCreate(e *env, fs *flag.FlagSet, args []string) error {

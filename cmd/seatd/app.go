@@ -15,6 +15,7 @@ import (
 
 	"github.com/seatd/seatd/cmd/internal/config"
 	"github.com/seatd/seatd/cmd/internal/roles"
+	"github.com/seatd/seatd/invite"
 	"github.com/seatd/seatd/storage"
 )
 
@@ -85,6 +86,18 @@ func (m *Main) Run(ctx context.Context) error {
 	if err := cfg.Print(m.Out); err != nil {
 		m.Log.Warn("printing the configuration", "err", err)
 	}
+	// Parsed before anything starts, by the roles that render them: a
+	// broken template override stops seatd here, naming the file, instead
+	// of failing an invitee later.
+	var tmpl *invite.Templates
+	switch m.Role {
+	case "serve", "ingress", "mailer":
+		t, err := invite.Load(cfg.Templates)
+		if err != nil {
+			return fmt.Errorf("SEATD_TEMPLATES: %w", err)
+		}
+		tmpl = t
+	}
 	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
 		return err
 	}
@@ -147,7 +160,7 @@ func (m *Main) Run(ctx context.Context) error {
 		}()
 	}
 	background := func(name string, run func(context.Context) error) { start(&backWG, back, name, run) }
-	deps := roles.Deps{DB: db, NC: nc.Conn, JS: nc.JS, Keys: keys, Log: m.Log}
+	deps := roles.Deps{DB: db, NC: nc.Conn, JS: nc.JS, Keys: keys, Log: m.Log, Templates: tmpl}
 	all := m.Role == "serve"
 	if all || m.Role == "worker" {
 		for _, r := range roles.Worker(cfg, deps, roles.Tuning{}) {

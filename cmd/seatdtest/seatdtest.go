@@ -27,6 +27,7 @@ import (
 	"github.com/seatd/seatd/cmd/internal/roles"
 	"github.com/seatd/seatd/events/stream"
 	"github.com/seatd/seatd/ingress"
+	"github.com/seatd/seatd/invite"
 	"github.com/seatd/seatd/storage"
 	"github.com/seatd/seatd/storage/secret"
 	"github.com/seatd/seatd/storage/storagetest"
@@ -55,6 +56,11 @@ type Options struct {
 	// FsyncAlways runs JetStream with seatd's default durability (fsync
 	// every write) instead of the tests' 1s interval.
 	FsyncAlways bool
+	// LiveLinks makes the emails' claim links point at the test HTTP
+	// server (a browser can open them) instead of PublicURL.
+	LiveLinks bool
+	// Templates for the email and the claim page; nil: the embedded ones.
+	Templates *invite.Templates
 }
 
 // Env is a running pipeline.
@@ -130,7 +136,13 @@ func New(t testing.TB, opts Options) *Env {
 	e.cfg.SyncTimeout, e.cfg.RateLimit, e.cfg.RateBurst = opts.SyncTimeout, opts.RateLimit, opts.RateBurst
 	e.cfg.InvitationTTL, e.cfg.WorkerBatch, e.cfg.MaxDeliveries = opts.InvitationTTL, opts.BatchSize, opts.MaxDeliveries
 	e.cfg.AuthFailLimit, e.cfg.AuthFailBurst, e.cfg.BodyTimeout = opts.AuthFailLimit, opts.AuthFailBurst, opts.BodyTimeout
+	// The HTTP server's address is known before anything is sent, so
+	// emails can link to it.
+	e.HTTP = httptest.NewUnstartedServer(nil)
 	e.cfg.PublicURL, e.cfg.DataDir = PublicURL, opts.MailDir
+	if opts.LiveLinks {
+		e.cfg.PublicURL = "http://" + e.HTTP.Listener.Addr().String()
+	}
 	e.cfg.MailRetryBase, e.cfg.MailRetryMax = 50*time.Millisecond, 500*time.Millisecond
 	e.Settings = roles.Settings(&e.cfg, e.Keys)
 
@@ -151,10 +163,12 @@ func New(t testing.TB, opts Options) *Env {
 
 	srv, err := roles.Ingress(&e.cfg, e.deps(e.NC, e.JS))
 	if err != nil {
+		e.HTTP.Close()
 		t.Fatal(err)
 	}
 	e.Ingress = srv
-	e.HTTP = httptest.NewServer(srv)
+	e.HTTP.Config.Handler = srv
+	e.HTTP.Start()
 	t.Cleanup(e.Close)
 	return e
 }
@@ -164,7 +178,7 @@ var tuning = roles.Tuning{WorkerBackoffBase: 20 * time.Millisecond, WorkerBackof
 	RelayTick: 20 * time.Millisecond, MailFetchWait: 200 * time.Millisecond}
 
 func (e *Env) deps(nc *nats.Conn, js jetstream.JetStream) roles.Deps {
-	return roles.Deps{DB: e.DB, NC: nc, JS: js, Keys: e.Keys, Log: e.Log}
+	return roles.Deps{DB: e.DB, NC: nc, JS: js, Keys: e.Keys, Log: e.Log, Templates: e.opts.Templates}
 }
 
 // StartNATS runs an embedded JetStream server with its store in dir.

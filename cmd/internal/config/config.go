@@ -57,6 +57,7 @@ type Config struct {
 	WebhookMaxAttempts  int
 	WebhookDisableAfter int
 	WebhookConcurrency  int
+	Templates           string // directory overriding the embedded email and claim page templates
 }
 
 // Defaults returns the configuration used when nothing is set.
@@ -133,6 +134,7 @@ func (c *Config) settings() []setting {
 		{"webhook-max-attempts", "SEATD_WEBHOOK_MAX_ATTEMPTS", "attempts before a webhook delivery is recorded failed", false, &c.WebhookMaxAttempts},
 		{"webhook-disable-after", "SEATD_WEBHOOK_DISABLE_AFTER", "failed deliveries in a row after which an endpoint is disabled", false, &c.WebhookDisableAfter},
 		{"webhook-concurrency", "SEATD_WEBHOOK_CONCURRENCY", "webhook attempts one process makes at once", false, &c.WebhookConcurrency},
+		{"templates", "SEATD_TEMPLATES", "directory whose files (email.txt, email.html, page.html, style.css, claim.js) replace the embedded invitation email and claim page templates (unset: the embedded ones)", false, &c.Templates},
 	}
 }
 

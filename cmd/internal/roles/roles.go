@@ -20,6 +20,7 @@ import (
 
 	"github.com/seatd/seatd/cmd/internal/config"
 	"github.com/seatd/seatd/ingress"
+	"github.com/seatd/seatd/invite"
 	"github.com/seatd/seatd/mailer"
 	"github.com/seatd/seatd/storage"
 	"github.com/seatd/seatd/storage/secret"
@@ -34,6 +35,10 @@ type Deps struct {
 	JS   jetstream.JetStream
 	Keys secret.Keys
 	Log  *slog.Logger
+	// Templates render invitation emails and the claim page; nil: the
+	// embedded ones. The caller loads them before any role starts, so a
+	// broken SEATD_TEMPLATES stops seatd at once.
+	Templates *invite.Templates
 }
 
 // Tuning holds the delays that are not deployment settings: zero values
@@ -82,7 +87,7 @@ func Mailer(cfg *config.Config, d Deps, tune Tuning) (Runner, error) {
 	}
 	d.Log.Info("mailer sends through " + desc)
 	m := mailer.New(mailer.Config{DB: d.DB, JS: d.JS, Sender: sender, Keys: d.Keys,
-		PublicURL: cfg.PublicURL, From: cfg.MailFrom, Log: d.Log,
+		PublicURL: cfg.PublicURL, From: cfg.MailFrom, Templates: d.Templates, Log: d.Log,
 		RetryBase: cfg.MailRetryBase, RetryMax: cfg.MailRetryMax, MaxAttempts: cfg.MailMaxAttempts,
 		FetchWait: tune.MailFetchWait})
 	return Runner{"mailer", m.Run}, nil
@@ -92,7 +97,8 @@ func Mailer(cfg *config.Config, d Deps, tune Tuning) (Runner, error) {
 func Ingress(cfg *config.Config, d Deps) (*ingress.Server, error) {
 	return ingress.New(ingress.Config{DB: d.DB, NC: d.NC, JS: d.JS, Keys: d.Keys, Log: d.Log,
 		SyncTimeout: cfg.SyncTimeout, RateLimit: cfg.RateLimit, RateBurst: cfg.RateBurst,
-		AuthFailLimit: cfg.AuthFailLimit, AuthFailBurst: cfg.AuthFailBurst, BodyTimeout: cfg.BodyTimeout})
+		AuthFailLimit: cfg.AuthFailLimit, AuthFailBurst: cfg.AuthFailBurst, BodyTimeout: cfg.BodyTimeout,
+		Templates: d.Templates})
 }
 
 // Webhooks is the webhook sender: the seat-event consumer and the
