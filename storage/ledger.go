@@ -62,14 +62,21 @@ func (db *DB) Submit(ctx context.Context, s Submission) (Record, error) {
 	if key == nil {
 		return Record{}, fmt.Errorf("submit: request id %s already exists", r.ID)
 	}
+	return db.replayKey(ctx, s)
+}
+
+// replayKey returns the request recorded earlier under s's caller and
+// Idempotency-Key, or errKeyReuse when the body differs.
+func (db *DB) replayKey(ctx context.Context, s Submission) (Record, error) {
+	r := s.Request
 	var (
 		rec    Record
 		hash   []byte
 		result []byte
 		op     string
 	)
-	err = db.Pool.QueryRow(ctx, `SELECT id, op, status, result, body_hash, created_at FROM requests
-		WHERE caller = $1 AND idempotency_key = $2`, Caller(r), *key).Scan(&rec.ID, &op, &rec.Status, &result, &hash, &rec.CreatedAt)
+	err := db.Pool.QueryRow(ctx, `SELECT id, op, status, result, body_hash, created_at FROM requests
+		WHERE caller = $1 AND idempotency_key = $2`, Caller(r), s.IdempotencyKey).Scan(&rec.ID, &op, &rec.Status, &result, &hash, &rec.CreatedAt)
 	if err != nil {
 		return Record{}, fmt.Errorf("submit: idempotency lookup: %w", err)
 	}

@@ -49,6 +49,9 @@ type Server struct {
 	waiters map[string]chan events.Result
 	limiter *limiter
 	mux     *http.ServeMux
+	// ledger records requests as queued, many callers per statement.
+	ledger   *storage.SubmitGroup
+	sessions sessionCache
 }
 
 // New subscribes to this ingress's reply inbox and builds the routes.
@@ -66,12 +69,17 @@ func New(cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("ingress: subscribe: %w", err)
 	}
 	s.sub = sub
+	s.ledger = cfg.DB.NewSubmitGroup(0)
 	s.routes()
 	return s, nil
 }
 
-// Close stops receiving results.
-func (s *Server) Close() { _ = s.sub.Unsubscribe() }
+// Close stops receiving results and recording requests; call it after the
+// HTTP server has shut down.
+func (s *Server) Close() {
+	_ = s.sub.Unsubscribe()
+	s.ledger.Close()
+}
 
 // ServeHTTP implements http.Handler.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
@@ -147,7 +155,7 @@ func (s *Server) auth(r *http.Request, scope string, manage bool) (storage.Sessi
 	if !ok || strings.TrimSpace(token) == "" {
 		return storage.Session{}, events.Errorf(events.CodeUnauthorized, "Authentication required")
 	}
-	sess, err := s.cfg.DB.Authenticate(r.Context(), strings.TrimSpace(token))
+	sess, err := s.sessions.authenticate(r.Context(), s.cfg.DB, strings.TrimSpace(token))
 	if err != nil {
 		return storage.Session{}, err
 	}
@@ -172,7 +180,7 @@ type submission struct {
 func (s *Server) submit(w http.ResponseWriter, r *http.Request, sub submission) {
 	ctx := r.Context()
 	req := sub.req
-	rec, err := s.cfg.DB.Submit(ctx, storage.Submission{Request: req, IdempotencyKey: sub.key, BodyHash: sub.bodyHash})
+	rec, err := s.ledger.Submit(ctx, storage.Submission{Request: req, IdempotencyKey: sub.key, BodyHash: sub.bodyHash})
 	if err != nil {
 		s.fail(w, err)
 		return
