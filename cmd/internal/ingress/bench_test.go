@@ -146,3 +146,45 @@ func httpLoad(b *testing.B, e *seatdtest.Env, clients, pools int, async bool) {
 	b.ReportMetric(float64(lat[b.N/2].Microseconds())/1000, "p50-ms")
 	b.ReportMetric(float64(lat[b.N*99/100].Microseconds())/1000, "p99-ms")
 }
+
+// BenchmarkMailDrop measures whether invitations leave as fast as the
+// queue creates them: a backlog of assigns with invitations over 50 pools
+// is applied by 2 workers while one mailer writes each invitation to the
+// mail drop; it reports the apply rate and the rate of invitations sent.
+//
+//	go test -run '^$' -bench MailDrop -benchtime 2000x ./cmd/internal/ingress/
+func BenchmarkMailDrop(b *testing.B) {
+	const pools = 50
+	e := seatdtest.New(b, seatdtest.Options{Workers: -1, FsyncAlways: true, Mail: "drop", MailDir: b.TempDir()})
+	per := (b.N + pools - 1) / pools
+	var reqs []events.Request
+	for p := 0; p < pools; p++ {
+		ten := e.Tenant(seatdtest.TenantOptions{Seats: per})
+		for j := 0; j < per; j++ {
+			reqs = append(reqs, events.Request{ID: uuid.NewString(), Op: events.OpAssign, CustomerID: ten.CustomerID,
+				Assign: &events.SeatAssign{SubscriptionID: ten.SubscriptionID, Email: fmt.Sprintf("m%d@example.com", j)}, SubmittedAt: time.Now().UTC()})
+		}
+	}
+	if err := ingress.PublishAll(context.Background(), e.JS, reqs); err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	start := time.Now()
+	e.StartWorker()
+	e.StartWorker()
+	count := func(sql string) int {
+		var n int
+		e.DB.Pool.QueryRow(context.Background(), sql).Scan(&n)
+		return n
+	}
+	var applied time.Duration
+	seatdtest.WaitFor(b, 10*time.Minute, "invitations sent", func() bool {
+		if applied == 0 && count(`SELECT count(*) FROM requests WHERE status = 'succeeded'`) == len(reqs) {
+			applied = time.Since(start)
+		}
+		return count(`SELECT count(*) FROM invitations WHERE delivery_state = 'sent'`) == len(reqs)
+	})
+	sent := time.Since(start)
+	b.ReportMetric(float64(len(reqs))/applied.Seconds(), "applied/s")
+	b.ReportMetric(float64(len(reqs))/sent.Seconds(), "mailed/s")
+}
