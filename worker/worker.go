@@ -25,7 +25,7 @@ type Config struct {
 	Settings storage.Settings
 	Log      *slog.Logger
 
-	BatchSize     int           // requests per transaction; default 64
+	BatchSize     int           // requests per transaction; default 256
 	MaxDeliveries int           // deliveries before a failing request is dead-lettered; default 10
 	BackoffBase   time.Duration // first retry delay; default 250ms
 	BackoffMax    time.Duration // longest retry delay; default 30s
@@ -44,7 +44,7 @@ type Worker struct {
 // New returns a Worker.
 func New(cfg Config) *Worker {
 	if cfg.BatchSize <= 0 {
-		cfg.BatchSize = 64
+		cfg.BatchSize = 256
 	}
 	if cfg.MaxDeliveries <= 0 {
 		cfg.MaxDeliveries = 10

@@ -65,7 +65,7 @@ func Defaults() Config {
 		AckWait:            30 * time.Second,
 		RateLimit:          50,
 		RateBurst:          100,
-		WorkerBatch:        64,
+		WorkerBatch:        256,
 		MaxDeliveries:      10,
 		LogLevel:           "info",
 	}

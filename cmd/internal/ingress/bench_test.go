@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"os"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -15,6 +16,7 @@ import (
 	"github.com/seatd/seatd/cmd/internal/ingress"
 	"github.com/seatd/seatd/cmd/internal/seatdtest"
 	"github.com/seatd/seatd/events"
+	"github.com/seatd/seatd/storage"
 )
 
 // BenchmarkWorkerThroughput measures how fast the worker applies a backlog
@@ -23,10 +25,10 @@ import (
 //	go test -run '^$' -bench WorkerThroughput -benchtime 1x ./cmd/internal/ingress/
 func BenchmarkWorkerThroughput(b *testing.B) {
 	const requests, pools = 5000, 50
-	for _, c := range []struct{ batch, workers int }{{1, 1}, {64, 1}, {64, 2}, {256, 2}} {
+	for _, c := range []struct{ batch, workers int }{{1, 1}, {64, 1}, {64, 2}, {256, 2}, {512, 2}} {
 		b.Run(fmt.Sprintf("batch=%d/workers=%d", c.batch, c.workers), func(b *testing.B) {
 			for i := 0; i < b.N; i++ {
-				e := seatdtest.New(b, seatdtest.Options{Workers: -1, BatchSize: c.batch, FsyncAlways: true})
+				e := seatdtest.New(b, seatdtest.Options{Workers: -1, BatchSize: c.batch, FsyncAlways: benchFsyncAlways()})
 				var reqs []events.Request
 				for p := 0; p < pools; p++ {
 					ten := e.Tenant(seatdtest.TenantOptions{Seats: requests / pools})
@@ -72,7 +74,7 @@ func BenchmarkWorkerThroughput(b *testing.B) {
 func BenchmarkHTTPAssign(b *testing.B) {
 	for _, clients := range []int{32, 64} {
 		b.Run(fmt.Sprintf("clients=%d", clients), func(b *testing.B) {
-			e := seatdtest.New(b, seatdtest.Options{Workers: 2, FsyncAlways: true})
+			e := seatdtest.New(b, seatdtest.Options{Workers: 2, FsyncAlways: benchFsyncAlways()})
 			httpLoad(b, e, clients, clients, false)
 		})
 	}
@@ -84,7 +86,7 @@ func BenchmarkHTTPAssign(b *testing.B) {
 //
 //	go test -run '^$' -bench HTTPAsyncAccept -benchtime 5000x ./cmd/internal/ingress/
 func BenchmarkHTTPAsyncAccept(b *testing.B) {
-	e := seatdtest.New(b, seatdtest.Options{Workers: 2, FsyncAlways: true})
+	e := seatdtest.New(b, seatdtest.Options{Workers: 2, FsyncAlways: benchFsyncAlways()})
 	start := time.Now()
 	httpLoad(b, e, 64, 50, true)
 	accepted := time.Since(start)
@@ -155,7 +157,7 @@ func httpLoad(b *testing.B, e *seatdtest.Env, clients, pools int, async bool) {
 //	go test -run '^$' -bench MailDrop -benchtime 2000x ./cmd/internal/ingress/
 func BenchmarkMailDrop(b *testing.B) {
 	const pools = 50
-	e := seatdtest.New(b, seatdtest.Options{Workers: -1, FsyncAlways: true, Mail: "drop", MailDir: b.TempDir()})
+	e := seatdtest.New(b, seatdtest.Options{Workers: -1, FsyncAlways: benchFsyncAlways(), Mail: "drop", MailDir: b.TempDir()})
 	per := (b.N + pools - 1) / pools
 	var reqs []events.Request
 	for p := 0; p < pools; p++ {
@@ -187,4 +189,68 @@ func BenchmarkMailDrop(b *testing.B) {
 	sent := time.Since(start)
 	b.ReportMetric(float64(len(reqs))/applied.Seconds(), "applied/s")
 	b.ReportMetric(float64(len(reqs))/sent.Seconds(), "mailed/s")
+}
+
+// benchFsyncAlways runs the benchmarks with JetStream's default durability
+// (fsync every write) unless SEATD_NATS_FSYNC names an interval, in which
+// case the embedded server syncs every second.
+func benchFsyncAlways() bool {
+	v := os.Getenv("SEATD_NATS_FSYNC")
+	return v == "" || v == "always"
+}
+
+// BenchmarkDirect is the design the queue replaces, as a yardstick for
+// WorkerThroughput: the same 5,000 assigns over 50 pools, each applied in a
+// transaction of its own straight through storage by 16 goroutines, no
+// queue, no batching.
+//
+//	go test -run '^$' -bench Direct -benchtime 1x ./cmd/internal/ingress/
+func BenchmarkDirect(b *testing.B) {
+	const requests, pools, clients = 5000, 50, 16
+	for i := 0; i < b.N; i++ {
+		e := seatdtest.New(b, seatdtest.Options{Workers: -1})
+		var reqs []events.Request
+		for p := 0; p < pools; p++ {
+			ten := e.Tenant(seatdtest.TenantOptions{Seats: requests / pools})
+			for j := 0; j < requests/pools; j++ {
+				reqs = append(reqs, events.Request{ID: uuid.NewString(), Op: events.OpAssign, CustomerID: ten.CustomerID,
+					Assign:      &events.SeatAssign{SubscriptionID: ten.SubscriptionID, Email: fmt.Sprintf("u%d@example.com", j), ImmediateClaim: j%2 == 0},
+					SubmittedAt: time.Now().UTC()})
+			}
+		}
+		b.ResetTimer()
+		start := time.Now()
+		var next atomic.Int64
+		var wg sync.WaitGroup
+		for c := 0; c < clients; c++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for {
+					k := next.Add(1) - 1
+					if k >= int64(len(reqs)) {
+						return
+					}
+					// Interleaved over pools, as in WorkerThroughput.
+					r := reqs[(k%pools)*(requests/pools)+k/pools]
+					for {
+						res, err := e.DB.ApplySerial(context.Background(), e.Settings, []events.Request{r})
+						if err == nil {
+							if !res[0].OK() {
+								b.Errorf("%s: %s", res[0].Code, res[0].Detail)
+							}
+							break
+						}
+						if !storage.IsTransient(err) {
+							b.Error(err)
+							return
+						}
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		b.ReportMetric(float64(requests)/time.Since(start).Seconds(), "req/s")
+		b.StopTimer()
+	}
 }
