@@ -52,6 +52,7 @@ type Server struct {
 	// ledger records requests as queued, many callers per statement.
 	ledger   *storage.SubmitGroup
 	sessions sessionCache
+	pending  sync.WaitGroup // async publishes awaiting their acknowledgement
 }
 
 // New subscribes to this ingress's reply inbox and builds the routes.
@@ -79,6 +80,8 @@ func New(cfg Config) (*Server, error) {
 func (s *Server) Close() {
 	_ = s.sub.Unsubscribe()
 	s.ledger.Close()
+	// Accepted requests reach the stream before the connection goes.
+	s.pending.Wait()
 }
 
 // ServeHTTP implements http.Handler.
@@ -200,19 +203,21 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request, sub submission) 
 		s.awaitLedger(w, r, rec.ID, req)
 		return
 	}
+	if sub.async {
+		// The ledger row is committed: the request is durable in Postgres,
+		// and the requeuer re-publishes it should this publish be lost. So
+		// the 202 does not wait for the stream's fsync.
+		if err := s.publishAsync(req); err != nil {
+			s.publishFailed(ctx, w, req, err)
+			return
+		}
+		s.writeQueued(w, req.ID)
+		return
+	}
 	ch, cancel := s.wait(req.ID)
 	defer cancel()
 	if err := s.publish(ctx, req); err != nil {
-		s.log.Warn("publish failed", "request_id", req.ID, "err", err)
-		// Mark it failed so a late copy of the message changes nothing.
-		if _, ferr := s.cfg.DB.Fail(context.WithoutCancel(ctx), req, events.CodeUnavailable, "The request could not be queued"); ferr != nil {
-			s.log.Warn("recording publish failure", "request_id", req.ID, "err", ferr)
-		}
-		writeError(w, events.Errorf(events.CodeUnavailable, "The request could not be queued; try again"))
-		return
-	}
-	if sub.async {
-		s.writeQueued(w, req.ID)
+		s.publishFailed(ctx, w, req, err)
 		return
 	}
 	timer := time.NewTimer(s.cfg.SyncTimeout)
@@ -225,6 +230,47 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request, sub submission) 
 	case <-ctx.Done():
 		// The caller left; the request goes on and can be polled.
 	}
+}
+
+// publishFailed answers 503 for a request that could not be handed to the
+// stream, and marks it failed so a late copy of the message changes nothing.
+func (s *Server) publishFailed(ctx context.Context, w http.ResponseWriter, req events.Request, err error) {
+	s.log.Warn("publish failed", "request_id", req.ID, "err", err)
+	if _, ferr := s.cfg.DB.Fail(context.WithoutCancel(ctx), req, events.CodeUnavailable, "The request could not be queued"); ferr != nil {
+		s.log.Warn("recording publish failure", "request_id", req.ID, "err", ferr)
+	}
+	writeError(w, events.Errorf(events.CodeUnavailable, "The request could not be queued; try again"))
+}
+
+// publishAsync hands req to the stream without waiting for its
+// acknowledgement. A publish that is never acknowledged leaves the request
+// queued in the ledger, where the requeuer finds it; Close waits for the
+// acknowledgements still pending.
+func (s *Server) publishAsync(req events.Request) error {
+	data, err := req.Encode()
+	if err != nil {
+		return err
+	}
+	m := nats.NewMsg(events.RequestsSubject)
+	m.Data = data
+	f, err := s.cfg.JS.PublishMsgAsync(m, jetstream.WithMsgID(req.ID))
+	if err != nil {
+		return err
+	}
+	s.pending.Add(1)
+	go func() {
+		defer s.pending.Done()
+		t := time.NewTimer(30 * time.Second)
+		defer t.Stop()
+		select {
+		case <-f.Ok():
+		case err := <-f.Err():
+			s.log.Warn("publish not acknowledged; the requeuer will re-publish it", "request_id", req.ID, "err", err)
+		case <-t.C:
+			s.log.Warn("publish not acknowledged within 30s; the requeuer will re-publish it", "request_id", req.ID)
+		}
+	}()
+	return nil
 }
 
 func (s *Server) publish(ctx context.Context, req events.Request) error {
