@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/seatd/seatd/cmd/seatdtest"
+	"github.com/seatd/seatd/events"
 )
 
 func poll(t *testing.T, e *seatdtest.Env, token, location string) map[string]any {
@@ -283,5 +284,48 @@ func TestIdempotencyAcrossRestart(t *testing.T) {
 	}
 	if seats != 1 {
 		t.Errorf("%d seats, want 1", seats)
+	}
+}
+
+// TestAsyncAcceptedReachStream: a 202 is answered once the ledger row is
+// committed, before the stream acknowledges the publish; every accepted
+// request is in the stream by the time the ingress has closed, and is then
+// applied once.
+func TestAsyncAcceptedReachStream(t *testing.T) {
+	t.Parallel()
+	e := seatdtest.New(t, seatdtest.Options{Workers: -1})
+	ten := e.Tenant(seatdtest.TenantOptions{Seats: 100})
+	const n = 60
+	var wg sync.WaitGroup
+	ids := make([]string, n)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r := e.Do("POST", seatsPath, ten.Token, map[string]any{"subscription_id": ten.SubscriptionID,
+				"email": fmt.Sprintf("a%d@example.com", i)}, "Prefer", "respond-async")
+			if r.Status != 202 {
+				t.Errorf("status %d: %s", r.Status, r.Body)
+				return
+			}
+			ids[i], _ = r.JSON(t)["request_id"].(string)
+		}()
+	}
+	wg.Wait()
+	e.HTTP.Close()
+	e.Ingress.Close()
+	info, err := seatdtest.Must(e.JS.Stream(context.Background(), events.RequestsStream)).Info(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.State.Msgs != n {
+		t.Errorf("%d requests in the stream after the ingress closed, want %d", info.State.Msgs, n)
+	}
+	e.StartWorker()
+	for _, id := range ids {
+		e.WaitApplied(id)
+	}
+	if got := e.SeatCount(); got != n {
+		t.Errorf("%d seats, want %d", got, n)
 	}
 }

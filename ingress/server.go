@@ -71,6 +71,11 @@ type Server struct {
 	mux      *http.ServeMux
 	handler  http.Handler // mux with metrics, tracing and the access log
 
+	// ledger records requests as queued, many callers per statement.
+	ledger   *storage.SubmitGroup
+	sessions sessionCache
+	pending  sync.WaitGroup // async publishes awaiting their acknowledgement
+
 	tmpl        *invite.Templates
 	pageLimiter *limiter
 	cop         *http.CrossOriginProtection
@@ -107,12 +112,19 @@ func New(cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("ingress: subscribe: %w", err)
 	}
 	s.sub = sub
+	s.ledger = cfg.DB.NewSubmitGroup(0)
 	s.routes()
 	return s, nil
 }
 
-// Close stops receiving results.
-func (s *Server) Close() { _ = s.sub.Unsubscribe() }
+// Close stops receiving results and recording requests; call it after the
+// HTTP server has shut down. Accepted requests reach the stream before it
+// returns.
+func (s *Server) Close() {
+	_ = s.sub.Unsubscribe()
+	s.ledger.Close()
+	s.pending.Wait()
+}
 
 // ServeHTTP implements http.Handler.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.handler.ServeHTTP(w, r) }
@@ -229,7 +241,7 @@ func (s *Server) auth(w http.ResponseWriter, r *http.Request, scope string, mana
 		s.fail(w, events.Errorf(events.CodeUnauthorized, "Authentication required"))
 		return storage.Session{}, false
 	}
-	sess, err := s.cfg.DB.Authenticate(r.Context(), token)
+	sess, err := s.sessions.authenticate(r.Context(), s.cfg.DB, token)
 	if err != nil {
 		if events.ErrorCode(err) == events.CodeUnauthorized {
 			s.authFail.charge(ip)
@@ -274,7 +286,7 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request, sub submission) 
 	ctx := r.Context()
 	req := sub.req
 	telemetry.SetRequestID(ctx, req.ID)
-	rec, err := s.cfg.DB.Submit(ctx, storage.Submission{Request: req, IdempotencyKey: sub.key, BodyHash: sub.bodyHash})
+	rec, err := s.ledger.Submit(ctx, storage.Submission{Request: req, IdempotencyKey: sub.key, BodyHash: sub.bodyHash})
 	if err != nil {
 		s.fail(w, err)
 		return
@@ -295,29 +307,24 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request, sub submission) 
 		s.awaitLedger(w, r, rec.ID, req, sub.claim)
 		return
 	}
+	if sub.async {
+		// The ledger row is committed: the request is durable in Postgres,
+		// and the requeuer re-publishes it should this publish be lost. So
+		// the 202 does not wait for the stream's fsync.
+		m, err := stream.RequestMsg(req)
+		if err != nil {
+			s.publishFailed(ctx, w, req, err) // events.ErrMalformed: 422, nothing to retry
+			return
+		}
+		telemetry.InjectNATS(ctx, m.Header) // the worker's span joins this request's trace
+		s.publishInBackground(req.ID, m)
+		s.writeQueued(w, req.ID)
+		return
+	}
 	ch, cancel := s.wait(req.ID)
 	defer cancel()
 	if err := s.publish(ctx, req); err != nil {
-		s.log.Warn("publish failed", "request_id", req.ID, "err", err)
-		code, detail := events.CodeUnavailable, "The request could not be queued"
-		if errors.Is(err, events.ErrMalformed) {
-			// Not the stream's fault: retrying cannot help, so say so.
-			code, detail = events.CodeInvalid, "The request could not be queued: "+err.Error()
-		}
-		// Mark it failed so a late copy of the message changes nothing,
-		// and an idempotent replay gets this answer rather than a hang.
-		if _, ferr := s.cfg.DB.Fail(context.WithoutCancel(ctx), req, code, detail); ferr != nil {
-			s.log.Warn("recording publish failure", "request_id", req.ID, "err", ferr)
-		}
-		if code == events.CodeInvalid {
-			writeError(w, events.Errorf(code, "%s", detail))
-			return
-		}
-		writeError(w, events.Errorf(events.CodeUnavailable, "The request could not be queued; try again"))
-		return
-	}
-	if sub.async {
-		s.writeQueued(w, req.ID)
+		s.publishFailed(ctx, w, req, err)
 		return
 	}
 	timer := time.NewTimer(s.cfg.SyncTimeout)
@@ -330,6 +337,26 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request, sub submission) 
 	case <-ctx.Done():
 		// The caller left; the request goes on and can be polled.
 	}
+}
+
+// publishFailed answers a request that could not be handed to the stream.
+func (s *Server) publishFailed(ctx context.Context, w http.ResponseWriter, req events.Request, err error) {
+	s.log.Warn("publish failed", "request_id", req.ID, "err", err)
+	code, detail := events.CodeUnavailable, "The request could not be queued"
+	if errors.Is(err, events.ErrMalformed) {
+		// Not the stream's fault: retrying cannot help, so say so.
+		code, detail = events.CodeInvalid, "The request could not be queued: "+err.Error()
+	}
+	// Mark it failed so a late copy of the message changes nothing, and an
+	// idempotent replay gets this answer rather than a hang.
+	if _, ferr := s.cfg.DB.Fail(context.WithoutCancel(ctx), req, code, detail); ferr != nil {
+		s.log.Warn("recording publish failure", "request_id", req.ID, "err", ferr)
+	}
+	if code == events.CodeInvalid {
+		writeError(w, events.Errorf(code, "%s", detail))
+		return
+	}
+	writeError(w, events.Errorf(events.CodeUnavailable, "The request could not be queued; try again"))
 }
 
 // writePending answers a request whose outcome is not known yet: 202 and a
@@ -366,16 +393,33 @@ func (s *Server) writeReplay(w http.ResponseWriter, r *http.Request, res events.
 	s.writeResult(w, res)
 }
 
+// publish hands req to the stream and waits until the stream has stored it.
 func (s *Server) publish(ctx context.Context, req events.Request) error {
 	m, err := stream.RequestMsg(req)
 	if err != nil {
 		return err
 	}
+	telemetry.InjectNATS(ctx, m.Header) // the worker's span joins this request's trace
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	telemetry.InjectNATS(ctx, m.Header) // the worker's span joins this request's trace
 	_, err = stream.Publish(ctx, s.cfg.JS, m)
 	return err
+}
+
+// publishInBackground hands m to the stream without making the caller
+// wait for its acknowledgement. A publish that fails leaves the request
+// queued in the ledger, where the requeuer finds it; Close waits for the
+// publishes still in flight.
+func (s *Server) publishInBackground(id string, m stream.Msg) {
+	s.pending.Add(1)
+	go func() {
+		defer s.pending.Done()
+		ctx, cancel := context.WithTimeout(context.Background(), stream.AckTimeout)
+		defer cancel()
+		if _, err := stream.Publish(ctx, s.cfg.JS, m); err != nil {
+			s.log.Warn("publish not acknowledged; the requeuer will re-publish it", "request_id", id, "err", err)
+		}
+	}()
 }
 
 // awaitLedger waits for a request's outcome by polling the ledger.

@@ -3,7 +3,6 @@ package storage
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"time"
 
@@ -21,38 +20,8 @@ func Caller(r events.Request) string {
 	return r.CustomerID
 }
 
-// Apply applies requests in one transaction and returns one result per
-// request, in order. Each request is recorded in the request ledger in the
-// same transaction as its effect, so applying a request a second time (a
-// duplicate publish, a redelivery after a crash between commit and ack)
-// returns the recorded result and changes nothing.
-//
-// A request that fails for a business reason (no seats, not found, ...)
-// gets a failed result and its partial writes are rolled back to a
-// savepoint; it does not disturb its neighbours. Any other error aborts the
-// whole transaction and is returned: the caller retries, typically one
-// request per transaction, so one bad request cannot block a batch.
-func (db *DB) Apply(ctx context.Context, st Settings, reqs []events.Request) ([]events.Result, error) {
-	results := make([]events.Result, len(reqs))
-	err := db.inTx(ctx, func(tx pgx.Tx) error {
-		// Microseconds, as Postgres stores them, so seats built here equal
-		// seats read back.
-		now := time.Now().UTC().Truncate(time.Microsecond)
-		for i, r := range reqs {
-			res, err := db.applyOne(ctx, tx, st, r, now)
-			if err != nil {
-				return fmt.Errorf("request %s: %w", r.ID, err)
-			}
-			results[i] = res
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, err
-	}
-	return results, nil
-}
-
+// applyOne records one request in the ledger and applies it: the serial
+// path, one statement per step.
 func (db *DB) applyOne(ctx context.Context, tx pgx.Tx, st Settings, r events.Request, now time.Time) (events.Result, error) {
 	payload, err := events.Marshal(r)
 	if err != nil {
@@ -87,39 +56,7 @@ func (db *DB) applyOne(ctx context.Context, tx pgx.Tx, st Settings, r events.Req
 		return res, nil
 	}
 
-	sp, err := tx.Begin(ctx) // savepoint: a failed request leaves no trace but its ledger entry
-	if err != nil {
-		return events.Result{}, err
-	}
-	var res events.Result
-	switch r.Op {
-	case events.OpAssign:
-		res, err = db.assign(ctx, sp, st, r, now)
-	case events.OpResend:
-		res, err = db.resend(ctx, sp, st, r, now)
-	case events.OpRevoke:
-		res, err = db.revoke(ctx, sp, r, now)
-	case events.OpClaim:
-		res, err = db.claim(ctx, sp, st, r, now)
-	default:
-		err = events.Errorf(events.CodeInvalid, "unknown op %q", r.Op)
-	}
-	var codeErr *events.Error
-	switch {
-	case err == nil:
-		if err := sp.Commit(ctx); err != nil {
-			return events.Result{}, err
-		}
-	case errors.As(err, &codeErr):
-		if err := sp.Rollback(ctx); err != nil {
-			return events.Result{}, err
-		}
-		res = events.Result{Code: codeErr.Code, Detail: codeErr.Detail}
-	default:
-		return events.Result{}, err
-	}
-	res.RequestID = r.ID
-	return res, complete(ctx, tx, res, now)
+	return db.applyQueued(ctx, tx, st, r, now)
 }
 
 func complete(ctx context.Context, tx pgx.Tx, res events.Result, now time.Time) error {

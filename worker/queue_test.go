@@ -69,7 +69,7 @@ func TestRequeuerEndsWhatCannotBePublished(t *testing.T) {
 	defer cancel()
 	q := &worker.Requeuer{DB: e.DB, JS: e.JS, Log: slog.New(logs), Interval: 50 * time.Millisecond, Grace: 10 * time.Second}
 	go q.Run(ctxRun)
-	waitApplied(t, e, lost.ID)
+	e.WaitApplied(lost.ID)
 	time.Sleep(300 * time.Millisecond) // a few more sweeps
 	rec, err := e.DB.Request(ctx, poisoned.ID, ten.CustomerID)
 	if err != nil {

@@ -2,7 +2,6 @@ package worker_test
 
 import (
 	"context"
-	"fmt"
 	"testing"
 	"time"
 
@@ -11,7 +10,6 @@ import (
 
 	"github.com/seatd/seatd/cmd/seatdtest"
 	"github.com/seatd/seatd/events"
-	"github.com/seatd/seatd/storage/storagetest"
 )
 
 func assignRequest(ten seatdtest.Tenant, email string) events.Request {
@@ -30,22 +28,6 @@ func publish(t *testing.T, e *seatdtest.Env, r events.Request, msgID string) *je
 		t.Fatal(err)
 	}
 	return ack
-}
-
-func waitApplied(t *testing.T, e *seatdtest.Env, id string) {
-	t.Helper()
-	// Until the worker records the request its row is missing: keep polling,
-	// and say on timeout where the request stood.
-	storagetest.Eventually(t, 10*time.Second, "request "+id+" applied", func() error {
-		var status string
-		if err := e.DB.Pool.QueryRow(context.Background(), `SELECT status FROM requests WHERE id = $1`, id).Scan(&status); err != nil {
-			return err
-		}
-		if status != "succeeded" {
-			return fmt.Errorf("status %s", status)
-		}
-		return nil
-	})
 }
 
 func waitStreamEmpty(t *testing.T, e *seatdtest.Env) {
@@ -68,7 +50,7 @@ func TestDuplicatePublish(t *testing.T) {
 	if ack := publish(t, e, r, r.ID); !ack.Duplicate {
 		t.Error("second publish was not recognised as a duplicate")
 	}
-	waitApplied(t, e, r.ID)
+	e.WaitApplied(r.ID)
 	waitStreamEmpty(t, e)
 	if n := e.SeatCount(); n != 1 {
 		t.Errorf("%d seats, want 1", n)
@@ -84,7 +66,7 @@ func TestDuplicateBeyondDedupeWindow(t *testing.T) {
 	ten := e.Tenant(seatdtest.TenantOptions{})
 	r := assignRequest(ten, "late@example.com")
 	publish(t, e, r, r.ID)
-	waitApplied(t, e, r.ID)
+	e.WaitApplied(r.ID)
 	publish(t, e, r, "another-msg-id") // the broker sees a new message
 	waitStreamEmpty(t, e)
 	if n := e.SeatCount(); n != 1 {

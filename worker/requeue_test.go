@@ -37,7 +37,7 @@ func TestRequeueLostMessage(t *testing.T) {
 			t.Errorf("Requeuer.Run: %v", err)
 		}
 	}()
-	waitApplied(t, e, lost.ID)
+	e.WaitApplied(lost.ID)
 	time.Sleep(200 * time.Millisecond) // a few more sweeps
 	if n := e.SeatCount(); n != 1 {
 		t.Errorf("%d seats, want 1", n)

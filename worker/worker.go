@@ -29,7 +29,7 @@ type Config struct {
 	Settings storage.Settings
 	Log      *slog.Logger
 
-	BatchSize     int           // requests per transaction; default 64
+	BatchSize     int           // requests per transaction; default 256
 	MaxDeliveries int           // deliveries before a failing request is dead-lettered; default 10
 	BackoffBase   time.Duration // first retry delay; default 250ms
 	BackoffMax    time.Duration // longest retry delay; default 30s
@@ -48,7 +48,7 @@ type Worker struct {
 // New returns a Worker.
 func New(cfg Config) *Worker {
 	if cfg.BatchSize <= 0 {
-		cfg.BatchSize = 64
+		cfg.BatchSize = 256
 	}
 	if cfg.MaxDeliveries <= 0 {
 		cfg.MaxDeliveries = 10
@@ -127,9 +127,9 @@ type item struct {
 	span       trace.Span
 }
 
-// handle applies a batch in one transaction; if that fails, it falls back to
-// one transaction per request so that one bad request cannot hold up the
-// rest.
+// handle applies a batch set-based in one transaction; if that fails, it
+// falls back to one transaction per request so that one bad request cannot
+// hold up the rest.
 func (w *Worker) handle(ctx context.Context, msgs []jetstream.Msg) {
 	items := make([]item, 0, len(msgs))
 	for _, m := range msgs {
@@ -160,31 +160,35 @@ func (w *Worker) handle(ctx context.Context, msgs []jetstream.Msg) {
 	// each other instead of deadlocking. The sort is stable: requests for
 	// one pool keep their queue order.
 	sort.SliceStable(items, func(i, j int) bool { return items[i].req.LockKey() < items[j].req.LockKey() })
-	if len(items) > 1 {
-		err := w.apply(ctx, items)
-		if err == nil {
-			return
-		}
-		if storage.IsTransient(err) {
-			// Postgres is away or busy: retrying each request now would
-			// only multiply the failures. Try the whole batch again later.
-			delay := stream.Backoff(w.cfg.BackoffBase, w.cfg.BackoffMax, items[0].deliveries)
-			w.log.Warn("batch failed transiently, will retry", "size", len(items), "retry_in", delay, "err", err)
-			for _, it := range items {
-				_ = it.msg.NakWithDelay(delay)
-			}
-			return
-		}
-		w.log.Debug("batch failed, retrying one by one", "size", len(items), "err", err)
+	// Set-based first, even for one request: fewer round trips than the
+	// serial path.
+	err := w.apply(ctx, items, w.cfg.DB.Apply)
+	if err == nil {
+		return
 	}
+	if storage.IsTransient(err) {
+		// Postgres is away or busy: retrying each request now would
+		// only multiply the failures. Try the whole batch again later.
+		delay := stream.Backoff(w.cfg.BackoffBase, w.cfg.BackoffMax, items[0].deliveries)
+		w.log.Warn("batch failed transiently, will retry", "size", len(items), "retry_in", delay, "err", err)
+		for _, it := range items {
+			_ = it.msg.NakWithDelay(delay)
+		}
+		return
+	}
+	w.log.Debug("batch failed, retrying one by one", "size", len(items), "err", err)
 	for _, it := range items {
-		if err := w.apply(ctx, []item{it}); err != nil {
+		if err := w.apply(ctx, []item{it}, w.cfg.DB.ApplySerial); err != nil {
 			w.retry(ctx, it, err)
 		}
 	}
 }
 
-func (w *Worker) apply(ctx context.Context, items []item) (err error) {
+type applyFunc func(context.Context, storage.Settings, []events.Request) ([]events.Result, error)
+
+// apply applies items with fn (set-based for a batch, serial for the
+// one-by-one fallback), then replies and acks.
+func (w *Worker) apply(ctx context.Context, items []item, fn applyFunc) (err error) {
 	defer func() {
 		if p := recover(); p != nil {
 			err = fmt.Errorf("panic: %v\n%s", p, debug.Stack())
@@ -194,7 +198,7 @@ func (w *Worker) apply(ctx context.Context, items []item) (err error) {
 	for i, it := range items {
 		reqs[i] = it.req
 	}
-	results, err := w.cfg.DB.Apply(ctx, w.cfg.Settings, reqs)
+	results, err := fn(ctx, w.cfg.Settings, reqs)
 	if err != nil {
 		return err
 	}

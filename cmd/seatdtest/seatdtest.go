@@ -9,6 +9,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -358,4 +359,20 @@ func (e *Env) SeatCount() int {
 		e.T.Fatal(err)
 	}
 	return n
+}
+
+// WaitApplied waits until the worker has applied request id successfully,
+// and says where the request stood if it never is.
+func (e *Env) WaitApplied(id string) {
+	e.T.Helper()
+	storagetest.Eventually(e.T, 10*time.Second, "request "+id+" applied", func() error {
+		var status string
+		if err := e.DB.Pool.QueryRow(context.Background(), `SELECT status FROM requests WHERE id = $1`, id).Scan(&status); err != nil {
+			return err // missing until recorded: keep polling
+		}
+		if status != string(storage.RequestSucceeded) {
+			return fmt.Errorf("status %s", status)
+		}
+		return nil
+	})
 }

@@ -81,7 +81,7 @@ func Defaults() Config {
 		AuthFailLimit:      2,
 		AuthFailBurst:      30,
 		BodyTimeout:        10 * time.Second,
-		WorkerBatch:        64,
+		WorkerBatch:        256,
 		MaxDeliveries:      10,
 		LogLevel:           "info",
 
