@@ -15,6 +15,7 @@ import (
 
 	"github.com/seatd/seatd/cmd/internal/config"
 	"github.com/seatd/seatd/cmd/internal/ingress"
+	"github.com/seatd/seatd/events"
 	"github.com/seatd/seatd/storage"
 	"github.com/seatd/seatd/worker"
 )
@@ -80,44 +81,19 @@ func (m *Main) HTTPAddr(ctx context.Context) (string, error) {
 }
 
 // Run runs the role until ctx is cancelled, then drains and returns nil.
+//
+// A role never exits because what it needs is not there yet: it waits for
+// Postgres and for JetStream (a cluster that is still forming) with
+// backoff, saying in the log what it waits for, and meanwhile its HTTP
+// listener answers /healthz (200) and /readyz (503, what it waits for).
 func (m *Main) Run(ctx context.Context) error {
 	cfg := &m.Config
 	cfg.Print(m.Out)
 	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
 		return err
 	}
-
-	dbURL, stopDB, err := cfg.Database(ctx, m.Log)
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if err := stopDB(); err != nil {
-			m.Log.Warn("stopping private postgres", "err", err)
-		}
-	}()
-	if err := storage.Migrate(ctx, dbURL); err != nil {
-		return err
-	}
-	if m.Role == "migrate" {
-		m.Log.Info("migrations applied")
-		return nil
-	}
-	db, err := storage.Open(ctx, dbURL)
-	if err != nil {
-		return err
-	}
-	defer db.Close()
-	keys, err := cfg.Keys()
-	if err != nil {
-		return err
-	}
-	nc, err := cfg.ConnectNATS(ctx, "seatd-"+m.Role, true, m.Log)
-	if err != nil {
-		return err
-	}
-	defer nc.Close()
-	settings := storage.Settings{Keys: keys, InvitationTTL: cfg.InvitationTTL}
+	all := m.Role == "serve"
+	st := newStartup()
 
 	// Roles run as goroutines; the first to fail stops the others. Shutdown
 	// goes front to back: the HTTP server stops taking requests and waits
@@ -128,6 +104,7 @@ func (m *Main) Run(ctx context.Context) error {
 	back, stopBack := context.WithCancel(context.Background())
 	defer stopBack()
 	var frontWG, backWG sync.WaitGroup
+	defer func() { stopFront(); frontWG.Wait() }() // on an early return: stop listening
 	errc := make(chan error, 8)
 	start := func(wg *sync.WaitGroup, rctx context.Context, name string, run func(context.Context) error) {
 		wg.Add(1)
@@ -141,7 +118,89 @@ func (m *Main) Run(ctx context.Context) error {
 		}()
 	}
 	background := func(name string, run func(context.Context) error) { start(&backWG, back, name, run) }
-	all := m.Role == "serve"
+
+	// Listen before anything else, so that health checks answer while the
+	// role waits for its dependencies.
+	listen := cfg.HealthAddr
+	if all || m.Role == "ingress" {
+		listen = cfg.HTTPAddr
+	} else if m.Role == "migrate" {
+		listen = ""
+	}
+	if listen != "" {
+		ln, err := net.Listen("tcp", listen)
+		if err != nil {
+			return err
+		}
+		hs := ingress.NewHTTPServer(st, cfg.SyncTimeout, m.Log)
+		m.mu.Lock()
+		m.httpAddr = ln.Addr().String()
+		m.mu.Unlock()
+		start(&frontWG, front, "http", func(ctx context.Context) error {
+			shut := make(chan struct{})
+			go func() {
+				defer close(shut)
+				<-ctx.Done()
+				// Stop accepting; requests in flight get their answers
+				// (at worst a 202 after SEATD_SYNC_TIMEOUT).
+				sctx, cancel := context.WithTimeout(context.Background(), cfg.SyncTimeout+5*time.Second)
+				defer cancel()
+				_ = hs.Shutdown(sctx)
+			}()
+			if err := hs.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+				return err
+			}
+			<-shut // Serve returns at once; Shutdown waits for the handlers
+			return nil
+		})
+		m.Log.Info("listening: /healthz answers now, /readyz once the role is running", "addr", m.httpAddr)
+	}
+	// stopped ends a start-up that ctx interrupted: a clean stop, not an error.
+	stopped := func(err error) error {
+		if ctx.Err() != nil {
+			m.Log.Info("seatd stopped while starting", "waiting_for", err)
+			return nil
+		}
+		return err
+	}
+
+	st.wait("Postgres")
+	dbURL, stopDB, err := cfg.Database(ctx, m.Log)
+	if err != nil {
+		return stopped(err)
+	}
+	defer func() {
+		if err := stopDB(); err != nil {
+			m.Log.Warn("stopping private postgres", "err", err)
+		}
+	}()
+	if err := migrateWhenUp(ctx, dbURL, m.Log, st); err != nil {
+		return stopped(err)
+	}
+	if m.Role == "migrate" {
+		m.Log.Info("migrations applied")
+		return nil
+	}
+	db, err := storage.Open(ctx, dbURL)
+	if err != nil {
+		return stopped(err)
+	}
+	defer db.Close()
+	keys, err := cfg.Keys()
+	if err != nil {
+		return err
+	}
+	st.wait("a NATS connection")
+	nc, err := cfg.DialNATS(ctx, "seatd-"+m.Role, true, m.Log)
+	if err != nil {
+		return stopped(err)
+	}
+	defer nc.Close()
+	if err := nc.SetupStreams(ctx, cfg, events.WaitOptions{Log: m.Log, Waiting: st.wait}); err != nil {
+		return stopped(err)
+	}
+	settings := storage.Settings{Keys: keys, InvitationTTL: cfg.InvitationTTL}
+
 	if all || m.Role == "worker" {
 		poke := make(chan struct{}, 1)
 		w := worker.New(worker.Config{DB: db, NC: nc.Conn, JS: nc.JS, Settings: settings, Log: m.Log,
@@ -170,32 +229,18 @@ func (m *Main) Run(ctx context.Context) error {
 			return err
 		}
 		defer srv.Close()
-		ln, err := net.Listen("tcp", cfg.HTTPAddr)
-		if err != nil {
-			return err
-		}
-		hs := srv.HTTPServer()
-		m.mu.Lock()
-		m.httpAddr = ln.Addr().String()
-		m.mu.Unlock()
-		start(&frontWG, front, "http", func(ctx context.Context) error {
-			shut := make(chan struct{})
-			go func() {
-				defer close(shut)
-				<-ctx.Done()
-				// Stop accepting; requests in flight get their answers
-				// (at worst a 202 after SEATD_SYNC_TIMEOUT).
-				sctx, cancel := context.WithTimeout(context.Background(), cfg.SyncTimeout+5*time.Second)
-				defer cancel()
-				_ = hs.Shutdown(sctx)
-			}()
-			if err := hs.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
-				return err
+		st.running(srv, nil)
+		m.Log.Info("ingress listening", "addr", m.httpAddr)
+	} else {
+		st.running(nil, func(ctx context.Context) error {
+			if err := db.Pool.Ping(ctx); err != nil {
+				return errors.New("database unavailable")
 			}
-			<-shut // Serve returns at once; Shutdown waits for the handlers
+			if !nc.Conn.IsConnected() {
+				return errors.New("nats unavailable")
+			}
 			return nil
 		})
-		m.Log.Info("ingress listening", "addr", m.httpAddr)
 	}
 	close(m.ready)
 	m.Log.Info("seatd running", "role", m.Role)

@@ -30,15 +30,15 @@ import (
 // SIGTERM after draining, stop at once on a second one, migrate from many
 // replicas at once.
 
-// waitHTTP waits until p answers GET base/healthz with 200.
+// waitHTTP waits until p answers GET base/readyz with 200: it is running.
 func waitHTTP(t testing.TB, p *proc, base string) {
 	t.Helper()
 	client := &http.Client{Timeout: time.Second}
-	waitFor(t, 30*time.Second, p.name+" answering /healthz", func() (bool, string) {
+	waitFor(t, 30*time.Second, p.name+" answering /readyz", func() (bool, string) {
 		if !p.Running() {
-			t.Fatalf("%s exited before answering /healthz", p.name)
+			t.Fatalf("%s exited before answering /readyz", p.name)
 		}
-		resp, err := client.Get(base + "/healthz")
+		resp, err := client.Get(base + "/readyz")
 		if err != nil {
 			return false, err.Error()
 		}

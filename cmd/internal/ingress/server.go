@@ -320,14 +320,18 @@ func hashOf(parts ...[]byte) []byte {
 // HTTPServer returns the http.Server seatd serves the ingress with: header,
 // read, write and idle timeouts so slow or stalled clients cannot hold
 // connections, bounded headers, and no version banner (Go sends none).
-func (s *Server) HTTPServer() *http.Server {
+func (s *Server) HTTPServer() *http.Server { return NewHTTPServer(s, s.cfg.SyncTimeout, s.log) }
+
+// NewHTTPServer is an http.Server with the ingress's timeouts around h: a
+// process that listens before its Server exists serves through it.
+func NewHTTPServer(h http.Handler, syncTimeout time.Duration, log *slog.Logger) *http.Server {
 	return &http.Server{
-		Handler:           s,
+		Handler:           h,
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       30 * time.Second,
-		WriteTimeout:      s.cfg.SyncTimeout + 30*time.Second,
+		WriteTimeout:      syncTimeout + 30*time.Second,
 		IdleTimeout:       90 * time.Second,
 		MaxHeaderBytes:    32 << 10,
-		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 }
