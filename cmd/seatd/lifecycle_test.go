@@ -57,7 +57,13 @@ type apiCall struct {
 }
 
 func postAssign(client *http.Client, base string, ten tenant, email string, async bool) apiCall {
-	c := apiCall{tenant: ten, key: uuid.NewString()}
+	return postAssignKey(client, base, ten, email, uuid.NewString(), async)
+}
+
+// postAssignKey is postAssign with a given Idempotency-Key, for a client
+// that retries.
+func postAssignKey(client *http.Client, base string, ten tenant, email, key string, async bool) apiCall {
+	c := apiCall{tenant: ten, key: key}
 	body, _ := json.Marshal(map[string]any{"subscription_id": ten.subID, "email": email})
 	req, err := http.NewRequest("POST", base+"/v1/customer-portal/seats", bytes.NewReader(body))
 	if err != nil {

@@ -219,15 +219,34 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request, sub submission) 
 	}
 }
 
+// publish publishes req, retrying for up to SyncTimeout: on a NATS cluster
+// a lost node means a reconnect and a stream leader election, a few
+// seconds in which a publish fails. A retry has the same Nats-Msg-Id, so a
+// copy that did reach the stream is dropped as a duplicate.
 func (s *Server) publish(ctx context.Context, req events.Request) error {
 	data, err := req.Encode()
 	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	_, err = s.cfg.JS.Publish(ctx, events.RequestsSubject, data, jetstream.WithMsgID(req.ID))
-	return err
+	deadline := time.Now().Add(s.cfg.SyncTimeout)
+	for attempt := uint64(1); ; attempt++ {
+		actx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		_, err = s.cfg.JS.Publish(actx, events.RequestsSubject, data, jetstream.WithMsgID(req.ID))
+		cancel()
+		if err == nil || ctx.Err() != nil {
+			return err
+		}
+		delay := events.Backoff(100*time.Millisecond, time.Second, attempt)
+		if time.Now().Add(delay).After(deadline) {
+			return err
+		}
+		s.log.Debug("publish failed; retrying", "request_id", req.ID, "attempt", attempt, "err", err)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(delay):
+		}
+	}
 }
 
 // awaitLedger waits for a request's outcome by polling the ledger.
