@@ -49,6 +49,10 @@ type Server struct {
 	waiters map[string]chan events.Result
 	limiter *limiter
 	mux     *http.ServeMux
+
+	bg           context.Context // ends at Close: background publishes stop
+	stopBG       context.CancelFunc
+	republishing chan struct{} // a slot per background publish
 }
 
 // New subscribes to this ingress's reply inbox and builds the routes.
@@ -66,12 +70,17 @@ func New(cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("ingress: subscribe: %w", err)
 	}
 	s.sub = sub
+	s.bg, s.stopBG = context.WithCancel(context.Background())
+	s.republishing = make(chan struct{}, 1000)
 	s.routes()
 	return s, nil
 }
 
-// Close stops receiving results.
-func (s *Server) Close() { _ = s.sub.Unsubscribe() }
+// Close stops receiving results and publishing in the background.
+func (s *Server) Close() {
+	_ = s.sub.Unsubscribe()
+	s.stopBG()
+}
 
 // ServeHTTP implements http.Handler.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
@@ -195,12 +204,13 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request, sub submission) 
 	ch, cancel := s.wait(req.ID)
 	defer cancel()
 	if err := s.publish(ctx, req); err != nil {
-		s.log.Warn("publish failed", "request_id", req.ID, "err", err)
-		// Mark it failed so a late copy of the message changes nothing.
-		if _, ferr := s.cfg.DB.Fail(context.WithoutCancel(ctx), req, events.CodeUnavailable, "The request could not be queued"); ferr != nil {
-			s.log.Warn("recording publish failure", "request_id", req.ID, "err", ferr)
-		}
-		writeError(w, events.Errorf(events.CodeUnavailable, "The request could not be queued; try again"))
+		// The request is in the ledger, so it is accepted: JetStream is
+		// electing a leader or this ingress is reconnecting. Publish it in
+		// the background (the worker's requeuer does if this process dies);
+		// the caller polls, or retries with its Idempotency-Key.
+		s.log.Warn("publish failed; answering 202 and publishing in the background", "request_id", req.ID, "err", err)
+		s.republish(req)
+		s.writeQueued(w, req.ID)
 		return
 	}
 	if sub.async {
@@ -217,6 +227,31 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request, sub submission) 
 	case <-ctx.Done():
 		// The caller left; the request goes on and can be polled.
 	}
+}
+
+// republish retries publishing req in the background for a minute, with
+// backoff; after that (or when too many are pending, or the Server is
+// closed) the worker's requeuer publishes it from the ledger.
+func (s *Server) republish(req events.Request) {
+	select {
+	case s.republishing <- struct{}{}:
+	default:
+		return
+	}
+	go func() {
+		defer func() { <-s.republishing }()
+		ctx, cancel := context.WithTimeout(s.bg, time.Minute)
+		defer cancel()
+		for attempt := uint64(1); ctx.Err() == nil; attempt++ {
+			if err := s.publish(ctx, req); err == nil {
+				return
+			}
+			select {
+			case <-ctx.Done():
+			case <-time.After(events.Backoff(time.Second, 10*time.Second, attempt)):
+			}
+		}
+	}()
 }
 
 // publish publishes req, retrying for up to SyncTimeout: on a NATS cluster
