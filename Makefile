@@ -18,9 +18,15 @@ test: check unit fuzz
 check:
 	@out="$$(gofmt -l .)"; if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
+	cd deploy && $(GO) vet ./...
 
+# deploy/ is a module of its own (Kubernetes, kustomize and compose
+# libraries stay out of seatd's go.mod); its tests parse and run the
+# deployment files. The cluster tests need nats-server >= 2.10 in GOBIN or
+# PATH (.ci/run installs it).
 unit:
 	$(GO) test -race -count=1 -timeout 30m ./...
+	cd deploy && $(GO) test -count=1 -timeout 10m ./...
 
 FUZZ_TARGETS := \
 	./events:FuzzDecodeSeatAssign \

@@ -101,7 +101,6 @@ func TestClusterColdStart(t *testing.T) {
 	cl := newNATSCluster(t)
 	r := clusterRig(t, storagetest.NewDatabase(t), cl)
 	tenants := provision(t, r.db, 2, 30)
-	seatdBinary(t)
 
 	var u rolesUp
 	begin := time.Now()

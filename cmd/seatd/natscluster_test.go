@@ -252,7 +252,6 @@ func streamLeader(ctx context.Context, js jetstream.JetStream, stream string) (l
 // for the cluster to form as seatd does).
 func newClusterRig(t *testing.T, dbURL string) (*rig, *natsCluster) {
 	t.Helper()
-	seatdBinary(t)
 	cl := newNATSCluster(t)
 	cl.Start()
 	r := clusterRig(t, dbURL, cl)
@@ -269,6 +268,7 @@ func newClusterRig(t *testing.T, dbURL string) (*rig, *natsCluster) {
 // the environment of every seatd child, with SEATD_NATS_REPLICAS=3.
 func clusterRig(t *testing.T, dbURL string, cl *natsCluster) *rig {
 	t.Helper()
+	seatdBinary(t) // build before any clock starts
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	r := &rig{t: t, dbURL: dbURL, dataDir: t.TempDir()}
