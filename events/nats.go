@@ -129,7 +129,8 @@ type WaitOptions struct {
 	// ("a NATS connection", "JetStream", ...), and "" once it is done; the
 	// ingress's /readyz reports it.
 	Waiting func(what string)
-	// Attempt bounds one attempt (default 10s); MaxDelay the pause between
+	// Attempt bounds one attempt (default 10s; the first ones get 2s, 4s,
+	// ...); MaxDelay the pause between
 	// attempts, which starts at 250ms and doubles (default 5s).
 	Attempt, MaxDelay time.Duration
 }
@@ -159,7 +160,11 @@ func WaitStreams(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, cfg
 	}
 	start := time.Now()
 	for attempt := uint64(1); ; attempt++ {
-		what, err := setupAttempt(ctx, nc, js, cfg, opt.Attempt)
+		// The first attempts are short: on a forming cluster a create that
+		// races another replica's may get no answer at all, and the next
+		// attempt finds the stream made. Later ones allow a slow cluster time.
+		timeout := min(opt.Attempt, time.Duration(attempt)*2*time.Second)
+		what, err := setupAttempt(ctx, nc, js, cfg, timeout)
 		if err == nil {
 			if attempt > 1 {
 				log.Info("JetStream streams ready", "after", time.Since(start).Round(time.Millisecond), "attempts", attempt)

@@ -46,7 +46,7 @@ type rolesUp struct {
 }
 
 func (u *rolesUp) start(r *rig, name, role string, extra ...string) {
-	addr := "127.0.0.1:" + strconv.Itoa(freePort(r.t))
+	addr := "127.0.0.1:" + strconv.Itoa(clusterPort(r.t))
 	env := "SEATD_HEALTH_ADDR=" + addr
 	if role == "ingress" {
 		env = "SEATD_HTTP_ADDR=" + addr

@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -94,6 +96,37 @@ func findNATSServer() (path, why string) {
 	return "", "none found in SEATD_NATS_SERVER, GOBIN, GOPATH/bin or PATH"
 }
 
+var (
+	portsMu   sync.Mutex
+	portsUsed = map[int]bool{}
+)
+
+// clusterPort returns a random free port below Linux's ephemeral range
+// (32768-60999). A port from freePort is ephemeral: between our check and
+// nats-server's bind, any outgoing connection on the machine may take it,
+// and a node that cannot bind breaks the whole cluster. Ports below the
+// range are only ever taken by a listener that asks for one.
+func clusterPort(t testing.TB) int {
+	t.Helper()
+	portsMu.Lock()
+	defer portsMu.Unlock()
+	for range 1000 {
+		p := 20000 + rand.IntN(12000)
+		if portsUsed[p] {
+			continue
+		}
+		l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p))
+		if err != nil {
+			continue
+		}
+		l.Close()
+		portsUsed[p] = true
+		return p
+	}
+	t.Fatal("no free port in 20000-31999")
+	return 0
+}
+
 // natsNode is one nats-server process of a natsCluster.
 type natsNode struct {
 	t     testing.TB
@@ -124,12 +157,12 @@ func newNATSCluster(t testing.TB) *natsCluster {
 	routePorts := make([]int, n)
 	var routes []string
 	for i := range routePorts {
-		routePorts[i] = freePort(t)
+		routePorts[i] = clusterPort(t)
 		routes = append(routes, fmt.Sprintf("nats-route://127.0.0.1:%d", routePorts[i]))
 	}
 	dir := t.TempDir()
 	for i := 0; i < n; i++ {
-		node := &natsNode{t: t, bin: bin, name: fmt.Sprintf("n%d", i+1), port: freePort(t), out: &logBuffer{}}
+		node := &natsNode{t: t, bin: bin, name: fmt.Sprintf("n%d", i+1), port: clusterPort(t), out: &logBuffer{}}
 		store := filepath.Join(dir, node.name)
 		conf := fmt.Sprintf(`server_name: %s
 listen: 127.0.0.1:%d
