@@ -67,7 +67,8 @@ type StreamConfig struct {
 }
 
 // SetupStreams creates or updates every stream and durable consumer, one
-// attempt each. Replicas starting together may all call it: a create that
+// attempt each; it raises a stream's replicas to cfg.Replicas but never
+// lowers them. Replicas starting together may all call it: a create that
 // loses the race to another replica ("stream name already in use",
 // "consumer already exists") is settled by updating what the winner made.
 // On a cluster that is still forming, use WaitStreams, which retries.
@@ -92,6 +93,12 @@ func SetupStreams(ctx context.Context, js jetstream.JetStream, cfg StreamConfig)
 			Storage: jetstream.FileStorage, Replicas: cfg.Replicas, Duplicates: cfg.DuplicateWindow},
 	}
 	for _, sc := range streams {
+		// Never lower a stream's replicas: a process with the default
+		// SEATD_NATS_REPLICAS=1 (a seatctl run, a replica missing the
+		// setting) must not strip a cluster's copies. Raising them works.
+		if s, err := js.Stream(ctx, sc.Name); err == nil && s.CachedInfo().Config.Replicas > sc.Replicas {
+			sc.Replicas = s.CachedInfo().Config.Replicas
+		}
 		_, err := js.CreateOrUpdateStream(ctx, sc)
 		if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
 			// Another replica created it between our update and create.

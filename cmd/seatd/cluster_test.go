@@ -146,6 +146,16 @@ func TestClusterColdStart(t *testing.T) {
 			t.Errorf("stream %s: leader %q, %d replicas, err %v; want 3 replicas", s, leader, replicas, err)
 		}
 	}
+	// A process with the default SEATD_NATS_REPLICAS=1 (a seatctl run)
+	// sets the streams up too: it must not take the cluster's copies away.
+	if err := events.SetupStreams(ctx, r.js, events.StreamConfig{Replicas: 1, AckWait: testAckWait}); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []string{events.RequestsStream, events.MailStream} {
+		if _, replicas, err := streamLeader(ctx, r.js, s); replicas != 3 {
+			t.Errorf("stream %s has %d replicas after a setup asking for 1 (%v): want 3 kept", s, replicas, err)
+		}
+	}
 	u.checkRunning(t, "after a cold start")
 	t.Logf("SUMMARY cluster cold start: 3 nats-server nodes + ingress + 2 workers + mailer started at once; all ready after %s; "+
 		"%d 'waiting for' log lines; then 80 assigns: %v", readyAfter.Round(100*time.Millisecond), u.waitLines(), codes)
