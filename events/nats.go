@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -92,7 +93,11 @@ func SetupStreams(ctx context.Context, js jetstream.JetStream, cfg StreamConfig)
 		{Name: DeadLetterStream, Subjects: []string{DeadLetterSubject}, Retention: jetstream.LimitsPolicy,
 			Storage: jetstream.FileStorage, Replicas: cfg.Replicas, Duplicates: cfg.DuplicateWindow},
 	}
-	for _, sc := range streams {
+	// Streams, then consumers, are set up in parallel: on a cluster each
+	// new stream waits for its own leader election (seconds), so one after
+	// another would multiply that wait by four.
+	err := parallel(len(streams), func(i int) error {
+		sc := streams[i]
 		// Never lower a stream's replicas: a process with the default
 		// SEATD_NATS_REPLICAS=1 (a seatctl run, a replica missing the
 		// setting) must not strip a cluster's copies. Raising them works.
@@ -107,6 +112,10 @@ func SetupStreams(ctx context.Context, js jetstream.JetStream, cfg StreamConfig)
 		if err != nil {
 			return fmt.Errorf("stream %s: %w", sc.Name, err)
 		}
+		return nil
+	})
+	if err != nil {
+		return err
 	}
 	consumers := []struct {
 		stream string
@@ -117,7 +126,8 @@ func SetupStreams(ctx context.Context, js jetstream.JetStream, cfg StreamConfig)
 		{MailStream, jetstream.ConsumerConfig{Durable: MailerConsumer, AckPolicy: jetstream.AckExplicitPolicy,
 			AckWait: 2 * cfg.AckWait, MaxDeliver: -1, MaxAckPending: 1000}},
 	}
-	for _, c := range consumers {
+	return parallel(len(consumers), func(i int) error {
+		c := consumers[i]
 		_, err := js.CreateOrUpdateConsumer(ctx, c.stream, c.cfg)
 		if errors.Is(err, jetstream.ErrConsumerExists) {
 			_, err = js.UpdateConsumer(ctx, c.stream, c.cfg)
@@ -125,8 +135,23 @@ func SetupStreams(ctx context.Context, js jetstream.JetStream, cfg StreamConfig)
 		if err != nil {
 			return fmt.Errorf("consumer %s: %w", c.cfg.Durable, err)
 		}
+		return nil
+	})
+}
+
+// parallel runs f(0..n-1) at once and returns the first error by index.
+func parallel(n int, f func(i int) error) error {
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = f(i)
+		}()
 	}
-	return nil
+	wg.Wait()
+	return errors.Join(errs...)
 }
 
 // WaitOptions tunes WaitStreams.
