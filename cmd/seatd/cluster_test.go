@@ -141,9 +141,8 @@ func TestClusterColdStart(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	for _, s := range []string{events.RequestsStream, events.MailStream, events.SeatEventsStream, events.DeadLetterStream} {
-		leader, replicas, err := streamLeader(ctx, r.js, s)
-		if err != nil || replicas != 3 {
-			t.Errorf("stream %s: leader %q, %d replicas, err %v; want 3 replicas", s, leader, replicas, err)
+		if replicas := settledReplicas(t, r, s); replicas != 3 {
+			t.Errorf("stream %s: %d replicas, want 3", s, replicas)
 		}
 	}
 	// A process with the default SEATD_NATS_REPLICAS=1 (a seatctl run)
@@ -152,13 +151,29 @@ func TestClusterColdStart(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, s := range []string{events.RequestsStream, events.MailStream} {
-		if _, replicas, err := streamLeader(ctx, r.js, s); replicas != 3 {
-			t.Errorf("stream %s has %d replicas after a setup asking for 1 (%v): want 3 kept", s, replicas, err)
+		if replicas := settledReplicas(t, r, s); replicas != 3 {
+			t.Errorf("stream %s has %d replicas after a setup asking for 1: want 3 kept", s, replicas)
 		}
 	}
 	u.checkRunning(t, "after a cold start")
 	t.Logf("SUMMARY cluster cold start: 3 nats-server nodes + ingress + 2 workers + mailer started at once; all ready after %s; "+
 		"%d 'waiting for' log lines; then 80 assigns: %v", readyAfter.Round(100*time.Millisecond), u.waitLines(), codes)
+}
+
+// settledReplicas waits until stream has a leader and every replica is
+// current (an update or an election may be under way), and returns its
+// configured replicas.
+func settledReplicas(t *testing.T, r *rig, stream string) int {
+	t.Helper()
+	replicas := 0
+	waitFor(t, 30*time.Second, "stream "+stream+" led, with every replica current", func() (bool, string) {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		var err error
+		_, replicas, err = streamLeader(ctx, r.js, stream)
+		return err == nil, fmt.Sprint(err)
+	})
+	return replicas
 }
 
 // TestStartBeforeDependencies starts an ingress and a worker before
