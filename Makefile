@@ -20,6 +20,7 @@ test: check unit fuzz
 check:
 	@out="$$(gofmt -l .)"; if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
+	cd deploy && $(GO) vet ./...
 	@command -v staticcheck >/dev/null || $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
 	staticcheck ./...
 	@tmp=$$(mktemp -d); cp go.mod go.sum $$tmp/; $(GO) mod tidy; \
@@ -33,8 +34,13 @@ lint:
 		$(GO) install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_LINT_VERSION)
 	golangci-lint run --max-issues-per-linter=0 --max-same-issues=0 ./...
 
+# deploy/ is a module of its own (Kubernetes, kustomize and compose
+# libraries stay out of seatd's go.mod); its tests parse and run the
+# deployment files. The cluster tests need nats-server >= 2.10 in GOBIN or
+# PATH (.ci/run installs it).
 unit:
 	$(GO) test -race -count=1 -timeout 30m ./...
+	cd deploy && $(GO) test -count=1 -timeout 10m ./...
 
 FUZZ_TARGETS := \
 	./events:FuzzDecodeSeatAssign \

@@ -74,7 +74,13 @@ type Server struct {
 	// ledger records requests as queued, many callers per statement.
 	ledger   *storage.SubmitGroup
 	sessions sessionCache
-	pending  sync.WaitGroup // async publishes awaiting their acknowledgement
+	// Publishes that the caller does not wait for: accepted async requests,
+	// and sync ones whose publish failed. At most cap(publishing) at once;
+	// past that, and after Close, the requeuer publishes from the ledger.
+	pending    sync.WaitGroup
+	publishing chan struct{}
+	bg         context.Context // ends at Close
+	stopBG     context.CancelFunc
 
 	tmpl        *invite.Templates
 	pageLimiter *limiter
@@ -113,6 +119,8 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.sub = sub
 	s.ledger = cfg.DB.NewSubmitGroup(0)
+	s.bg, s.stopBG = context.WithCancel(context.Background())
+	s.publishing = make(chan struct{}, 10000)
 	s.routes()
 	return s, nil
 }
@@ -123,7 +131,16 @@ func New(cfg Config) (*Server, error) {
 func (s *Server) Close() {
 	_ = s.sub.Unsubscribe()
 	s.ledger.Close()
-	s.pending.Wait()
+	done := make(chan struct{})
+	go func() { s.pending.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		// JetStream is away: stop trying; the requeuer has them.
+		s.stopBG()
+		<-done
+	}
+	s.stopBG()
 }
 
 // ServeHTTP implements http.Handler.
@@ -324,7 +341,20 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request, sub submission) 
 	ch, cancel := s.wait(req.ID)
 	defer cancel()
 	if err := s.publish(ctx, req); err != nil {
-		s.publishFailed(ctx, w, req, err)
+		if errors.Is(err, events.ErrMalformed) || ctx.Err() != nil {
+			s.publishFailed(ctx, w, req, err)
+			return
+		}
+		// The request is in the ledger, so it is accepted: JetStream is
+		// electing a leader, or this ingress is reconnecting. It is
+		// published in the background (by the worker's requeuer, should this
+		// process die); the caller polls, or retries with its
+		// Idempotency-Key.
+		s.log.Warn("publish failed; answering 202 and publishing in the background", "request_id", req.ID, "err", err)
+		m, _ := stream.RequestMsg(req) // it encoded a moment ago
+		telemetry.InjectNATS(ctx, m.Header)
+		s.publishInBackground(req.ID, m)
+		s.writePending(w, req.ID, sub.claim)
 		return
 	}
 	timer := time.NewTimer(s.cfg.SyncTimeout)
@@ -393,31 +423,69 @@ func (s *Server) writeReplay(w http.ResponseWriter, r *http.Request, res events.
 	s.writeResult(w, res)
 }
 
-// publish hands req to the stream and waits until the stream has stored it.
+// publish hands req to the stream and waits until the stream has stored
+// it, retrying for up to SEATD_SYNC_TIMEOUT: on a NATS cluster a lost node
+// means a reconnect and a stream leader election, a few seconds in which a
+// publish fails. A retry has the same Nats-Msg-Id, so a copy that did reach
+// the stream is dropped as a duplicate.
 func (s *Server) publish(ctx context.Context, req events.Request) error {
 	m, err := stream.RequestMsg(req)
 	if err != nil {
 		return err
 	}
 	telemetry.InjectNATS(ctx, m.Header) // the worker's span joins this request's trace
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	_, err = stream.Publish(ctx, s.cfg.JS, m)
-	return err
+	deadline := time.Now().Add(s.cfg.SyncTimeout)
+	for attempt := uint64(1); ; attempt++ {
+		actx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		_, err = stream.Publish(actx, s.cfg.JS, m)
+		cancel()
+		if err == nil || ctx.Err() != nil {
+			return err
+		}
+		delay := stream.Backoff(100*time.Millisecond, time.Second, attempt)
+		if time.Now().Add(delay).After(deadline) {
+			return err
+		}
+		s.log.Debug("publish failed; retrying", "request_id", req.ID, "attempt", attempt, "err", err)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(delay):
+		}
+	}
 }
 
 // publishInBackground hands m to the stream without making the caller
-// wait for its acknowledgement. A publish that fails leaves the request
-// queued in the ledger, where the requeuer finds it; Close waits for the
-// publishes still in flight.
+// wait, retrying with backoff for a minute. A request it cannot publish
+// (JetStream away that long, too many publishes in flight, or the Server
+// closed) stays queued in the ledger, where the worker's requeuer finds it.
 func (s *Server) publishInBackground(id string, m stream.Msg) {
+	select {
+	case s.publishing <- struct{}{}:
+	default:
+		s.log.Warn("too many publishes in flight; the requeuer will publish this one", "request_id", id)
+		return
+	}
 	s.pending.Add(1)
 	go func() {
 		defer s.pending.Done()
-		ctx, cancel := context.WithTimeout(context.Background(), stream.AckTimeout)
+		defer func() { <-s.publishing }()
+		ctx, cancel := context.WithTimeout(s.bg, time.Minute)
 		defer cancel()
-		if _, err := stream.Publish(ctx, s.cfg.JS, m); err != nil {
-			s.log.Warn("publish not acknowledged; the requeuer will re-publish it", "request_id", id, "err", err)
+		for attempt := uint64(1); ; attempt++ {
+			actx, acancel := context.WithTimeout(ctx, stream.AckTimeout)
+			_, err := stream.Publish(actx, s.cfg.JS, m)
+			acancel()
+			if err == nil {
+				return
+			}
+			delay := stream.Backoff(time.Second, 10*time.Second, attempt)
+			select {
+			case <-ctx.Done():
+				s.log.Warn("publish not acknowledged; the requeuer will re-publish it", "request_id", id, "err", err)
+				return
+			case <-time.After(delay):
+			}
 		}
 	}()
 }
@@ -515,14 +583,18 @@ func hashOf(parts ...[]byte) []byte {
 // HTTPServer returns the http.Server seatd serves the ingress with: header,
 // read, write and idle timeouts so slow or stalled clients cannot hold
 // connections, bounded headers, and no version banner (Go sends none).
-func (s *Server) HTTPServer() *http.Server {
+func (s *Server) HTTPServer() *http.Server { return NewHTTPServer(s, s.cfg.SyncTimeout, s.log) }
+
+// NewHTTPServer is an http.Server with the ingress's timeouts around h: a
+// process that listens before its Server exists serves through it.
+func NewHTTPServer(h http.Handler, syncTimeout time.Duration, log *slog.Logger) *http.Server {
 	return &http.Server{
-		Handler:           s,
+		Handler:           h,
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       30 * time.Second,
-		WriteTimeout:      s.cfg.SyncTimeout + 30*time.Second,
+		WriteTimeout:      syncTimeout + 30*time.Second,
 		IdleTimeout:       90 * time.Second,
 		MaxHeaderBytes:    32 << 10,
-		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 }

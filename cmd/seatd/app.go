@@ -15,6 +15,8 @@ import (
 
 	"github.com/seatd/seatd/cmd/internal/config"
 	"github.com/seatd/seatd/cmd/internal/roles"
+	"github.com/seatd/seatd/events/stream"
+	"github.com/seatd/seatd/ingress"
 	"github.com/seatd/seatd/invite"
 	"github.com/seatd/seatd/storage"
 )
@@ -80,6 +82,11 @@ func (m *Main) HTTPAddr(ctx context.Context) (string, error) {
 }
 
 // Run runs the role until ctx is cancelled, then drains and returns nil.
+//
+// A role never exits because what it needs is not there yet: it waits for
+// Postgres and for JetStream (a cluster that is still forming) with
+// backoff, saying in the log what it waits for, and meanwhile its HTTP
+// listener answers /healthz (200) and /readyz (503, what it waits for).
 func (m *Main) Run(ctx context.Context) error {
 	cfg := &m.Config
 	// The printout is for the operator; seatd runs on without it.
@@ -101,42 +108,8 @@ func (m *Main) Run(ctx context.Context) error {
 	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
 		return err
 	}
-
-	dbURL, stopDB, err := cfg.Database(ctx, m.Log)
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if err := stopDB(); err != nil {
-			m.Log.Warn("stopping private postgres", "err", err)
-		}
-	}()
-	if err := storage.Migrate(ctx, dbURL); err != nil {
-		return err
-	}
-	if m.Role == "migrate" {
-		m.Log.Info("migrations applied")
-		return nil
-	}
-	db, err := storage.Open(ctx, dbURL)
-	if err != nil {
-		return err
-	}
-	defer db.Close()
-	keys, err := cfg.Keys()
-	if err != nil {
-		return err
-	}
-	nc, err := cfg.ConnectNATS(ctx, "seatd-"+m.Role, true, m.Log)
-	if err != nil {
-		return err
-	}
-	defer nc.Close()
-	stopObserving, err := m.observe(ctx, db, nc)
-	if err != nil {
-		return err
-	}
-	defer stopObserving()
+	all := m.Role == "serve"
+	st := newStartup()
 
 	// Roles run as goroutines; the first to fail stops the others. Shutdown
 	// goes front to back: the HTTP server stops taking requests and waits
@@ -147,6 +120,7 @@ func (m *Main) Run(ctx context.Context) error {
 	back, stopBack := context.WithCancel(context.Background())
 	defer stopBack()
 	var frontWG, backWG sync.WaitGroup
+	defer func() { stopFront(); frontWG.Wait() }() // on an early return: stop listening
 	errc := make(chan error, 8)
 	start := func(wg *sync.WaitGroup, rctx context.Context, name string, run func(context.Context) error) {
 		wg.Add(1)
@@ -160,8 +134,94 @@ func (m *Main) Run(ctx context.Context) error {
 		}()
 	}
 	background := func(name string, run func(context.Context) error) { start(&backWG, back, name, run) }
+
+	// Listen before anything else, so that health checks answer while the
+	// role waits for its dependencies.
+	listen := cfg.HealthAddr
+	if all || m.Role == "ingress" {
+		listen = cfg.HTTPAddr
+	} else if m.Role == "migrate" {
+		listen = ""
+	}
+	if listen != "" {
+		ln, err := net.Listen("tcp", listen)
+		if err != nil {
+			return err
+		}
+		hs := ingress.NewHTTPServer(st, cfg.SyncTimeout, m.Log)
+		m.mu.Lock()
+		m.httpAddr = ln.Addr().String()
+		m.mu.Unlock()
+		start(&frontWG, front, "http", func(ctx context.Context) error {
+			shut := make(chan struct{})
+			go func() {
+				defer close(shut)
+				<-ctx.Done()
+				// Stop accepting; requests in flight get their answers
+				// (at worst a 202 after SEATD_SYNC_TIMEOUT).
+				sctx, cancel := context.WithTimeout(context.Background(), cfg.SyncTimeout+5*time.Second)
+				defer cancel()
+				_ = hs.Shutdown(sctx)
+			}()
+			if err := hs.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+				return err
+			}
+			<-shut // Serve returns at once; Shutdown waits for the handlers
+			return nil
+		})
+		m.Log.Info("listening: /healthz answers now, /readyz once the role is running", "addr", m.httpAddr)
+	}
+	// stopped ends a start-up that ctx interrupted: a clean stop, not an error.
+	stopped := func(err error) error {
+		if ctx.Err() != nil {
+			m.Log.Info("seatd stopped while starting", "waiting_for", err)
+			return nil
+		}
+		return err
+	}
+
+	st.wait("Postgres")
+	dbURL, stopDB, err := cfg.Database(ctx, m.Log)
+	if err != nil {
+		return stopped(err)
+	}
+	defer func() {
+		if err := stopDB(); err != nil {
+			m.Log.Warn("stopping private postgres", "err", err)
+		}
+	}()
+	if err := migrateWhenUp(ctx, dbURL, m.Log, st); err != nil {
+		return stopped(err)
+	}
+	if m.Role == "migrate" {
+		m.Log.Info("migrations applied")
+		return nil
+	}
+	db, err := storage.Open(ctx, dbURL)
+	if err != nil {
+		return stopped(err)
+	}
+	defer db.Close()
+	keys, err := cfg.Keys()
+	if err != nil {
+		return err
+	}
+	st.wait("a NATS connection")
+	nc, err := cfg.DialNATS(ctx, "seatd-"+m.Role, true, m.Log)
+	if err != nil {
+		return stopped(err)
+	}
+	defer nc.Close()
+	if err := nc.SetupStreams(ctx, cfg, stream.WaitOptions{Log: m.Log, Waiting: st.wait}); err != nil {
+		return stopped(err)
+	}
+	stopObserving, err := m.observe(ctx, db, nc)
+	if err != nil {
+		return err
+	}
+	defer stopObserving()
+
 	deps := roles.Deps{DB: db, NC: nc.Conn, JS: nc.JS, Keys: keys, Log: m.Log, Templates: tmpl}
-	all := m.Role == "serve"
 	if all || m.Role == "worker" {
 		for _, r := range roles.Worker(cfg, deps, roles.Tuning{}) {
 			background(r.Name, r.Run)
@@ -187,32 +247,18 @@ func (m *Main) Run(ctx context.Context) error {
 			return err
 		}
 		defer srv.Close()
-		ln, err := net.Listen("tcp", cfg.HTTPAddr)
-		if err != nil {
-			return err
-		}
-		hs := srv.HTTPServer()
-		m.mu.Lock()
-		m.httpAddr = ln.Addr().String()
-		m.mu.Unlock()
-		start(&frontWG, front, "http", func(ctx context.Context) error {
-			shut := make(chan struct{})
-			go func() {
-				defer close(shut)
-				<-ctx.Done()
-				// Stop accepting; requests in flight get their answers
-				// (at worst a 202 after SEATD_SYNC_TIMEOUT).
-				sctx, cancel := context.WithTimeout(context.Background(), cfg.SyncTimeout+5*time.Second)
-				defer cancel()
-				_ = hs.Shutdown(sctx)
-			}()
-			if err := hs.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
-				return err
+		st.running(srv, nil)
+		m.Log.Info("ingress listening", "addr", m.httpAddr)
+	} else {
+		st.running(nil, func(ctx context.Context) error {
+			if err := db.Pool.Ping(ctx); err != nil {
+				return errors.New("database unavailable")
 			}
-			<-shut // Serve returns at once; Shutdown waits for the handlers
+			if !nc.Conn.IsConnected() {
+				return errors.New("nats unavailable")
+			}
 			return nil
 		})
-		m.Log.Info("ingress listening", "addr", m.httpAddr)
 	}
 	close(m.ready)
 	m.Log.Info("seatd running", "role", m.Role)

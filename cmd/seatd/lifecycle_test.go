@@ -30,15 +30,15 @@ import (
 // SIGTERM after draining, stop at once on a second one, migrate from many
 // replicas at once.
 
-// waitHTTP waits until p answers GET base/healthz with 200.
+// waitHTTP waits until p answers GET base/readyz with 200: it is running.
 func waitHTTP(t testing.TB, p *proc, base string) {
 	t.Helper()
 	client := &http.Client{Timeout: time.Second}
-	waitFor(t, 30*time.Second, p.name+" answering /healthz", func() (bool, string) {
+	waitFor(t, 30*time.Second, p.name+" answering /readyz", func() (bool, string) {
 		if !p.Running() {
-			t.Fatalf("%s exited before answering /healthz", p.name)
+			t.Fatalf("%s exited before answering /readyz", p.name)
 		}
-		resp, err := client.Get(base + "/healthz")
+		resp, err := client.Get(base + "/readyz")
 		if err != nil {
 			return false, err.Error()
 		}
@@ -57,7 +57,13 @@ type apiCall struct {
 }
 
 func postAssign(client *http.Client, base string, ten tenant, email string, async bool) apiCall {
-	c := apiCall{tenant: ten, key: uuid.NewString()}
+	return postAssignKey(client, base, ten, email, uuid.NewString(), async)
+}
+
+// postAssignKey is postAssign with a given Idempotency-Key, for a client
+// that retries.
+func postAssignKey(client *http.Client, base string, ten tenant, email, key string, async bool) apiCall {
+	c := apiCall{tenant: ten, key: key}
 	body, _ := json.Marshal(map[string]any{"subscription_id": ten.subID, "email": email})
 	req, err := http.NewRequest("POST", base+"/v1/customer-portal/seats", bytes.NewReader(body))
 	if err != nil {

@@ -36,8 +36,8 @@ func TestMetricsLogsAndTracesAcrossRoles(t *testing.T) {
 	workerAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	mailerAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	ing := r.start("ingress", "ingress", "SEATD_HTTP_ADDR="+httpAddr)
-	wrk := r.start("worker", "worker", "SEATD_METRICS_ADDR="+workerAddr)
-	mlr := r.start("mailer", "mailer", "SEATD_METRICS_ADDR="+mailerAddr)
+	wrk := r.start("worker", "worker", "SEATD_HEALTH_ADDR="+workerAddr)
+	mlr := r.start("mailer", "mailer", "SEATD_HEALTH_ADDR="+mailerAddr)
 	base := "http://" + httpAddr
 	waitHTTP(t, ing, base)
 	waitHTTP(t, wrk, "http://"+workerAddr)

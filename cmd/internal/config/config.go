@@ -24,7 +24,7 @@ import (
 // Config is every setting of seatd.
 type Config struct {
 	HTTPAddr           string
-	MetricsAddr        string // extra listener for /metrics; empty: none
+	HealthAddr         string
 	DatabaseURL        string
 	NATSURL            string
 	DataDir            string
@@ -103,7 +103,7 @@ type setting struct {
 func (c *Config) settings() []setting {
 	return []setting{
 		{"http-addr", "SEATD_HTTP_ADDR", "HTTP listen address", false, &c.HTTPAddr},
-		{"metrics-addr", "SEATD_METRICS_ADDR", "listen address for /metrics and /healthz, for roles without the ingress (unset: none; ingress and serve always serve /metrics on SEATD_HTTP_ADDR)", false, &c.MetricsAddr},
+		{"health-addr", "SEATD_HEALTH_ADDR", "listen address for /healthz, /readyz and /metrics of the roles without the ingress (worker, mailer, webhooks; unset: none; the ingress serves them on SEATD_HTTP_ADDR)", false, &c.HealthAddr},
 		{"database-url", "DATABASE_URL", "Postgres URL (unset: 127.0.0.1:5432 if it answers, else a private cluster in the data dir)", true, &c.DatabaseURL},
 		{"nats-url", "NATS_URL", "NATS URL (unset: an embedded JetStream server in the data dir)", true, &c.NATSURL},
 		{"data-dir", "SEATD_DATA_DIR", "directory for the embedded NATS store, a private Postgres, mail drops and the secret key", false, &c.DataDir},

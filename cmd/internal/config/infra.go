@@ -48,10 +48,34 @@ func (n *NATS) Close() {
 	}
 }
 
-// ConnectNATS connects to NATS_URL; without it, to the embedded server of
-// a seatd already running on this data dir, or it starts one (embed=true)
-// and records its URL in the data dir for seatctl and other roles.
+// ConnectNATS is DialNATS, then stream setup (stream.WaitStreams) for at
+// most 30 seconds: for commands that should give up rather than wait.
 func (c *Config) ConnectNATS(ctx context.Context, name string, embed bool, log *slog.Logger) (*NATS, error) {
+	out, err := c.DialNATS(ctx, name, embed, log)
+	if err != nil {
+		return nil, err
+	}
+	sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := out.SetupStreams(sctx, c, stream.WaitOptions{Log: log}); err != nil {
+		out.Close()
+		return nil, err
+	}
+	return out, nil
+}
+
+// SetupStreams waits for JetStream and sets up seatd's streams and
+// consumers with c's replicas and ack wait, retrying until ctx ends.
+func (n *NATS) SetupStreams(ctx context.Context, c *Config, opt stream.WaitOptions) error {
+	return stream.WaitStreams(ctx, n.Conn, n.JS, stream.StreamConfig{Replicas: c.NATSReplicas, AckWait: c.AckWait}, opt)
+}
+
+// DialNATS connects to NATS_URL; without it, to the embedded server of
+// a seatd already running on this data dir, or it starts one (embed=true)
+// and records its URL in the data dir for seatctl and other roles. It does
+// not wait for the server to answer: the connection retries in the
+// background (see SetupStreams).
+func (c *Config) DialNATS(ctx context.Context, name string, embed bool, log *slog.Logger) (*NATS, error) {
 	out := &NATS{URL: c.NATSURL}
 	urlFile := filepath.Join(c.DataDir, "nats.url")
 	if out.URL == "" {
@@ -99,12 +123,6 @@ func (c *Config) ConnectNATS(ctx context.Context, name string, embed bool, log *
 		return nil, err
 	}
 	out.JS = js
-	sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	if err := stream.SetupStreams(sctx, js, stream.StreamConfig{Replicas: c.NATSReplicas, AckWait: c.AckWait}); err != nil {
-		out.Close()
-		return nil, err
-	}
 	return out, nil
 }
 
