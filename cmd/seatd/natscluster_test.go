@@ -9,7 +9,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -59,7 +58,11 @@ func findNATSServer() (path, why string) {
 	if p := os.Getenv("SEATD_NATS_SERVER"); p != "" {
 		candidates = append(candidates, p)
 	}
-	goTool := filepath.Join(runtime.GOROOT(), "bin", "go")
+	// The go tool on PATH, else where the official tarball puts it.
+	goTool, err := exec.LookPath("go")
+	if err != nil {
+		goTool = "/usr/local/go/bin/go"
+	}
 	if out, err := exec.Command(goTool, "env", "GOBIN", "GOPATH").Output(); err == nil {
 		lines := strings.Split(strings.TrimSpace(string(out)), "\n")
 		if len(lines) > 0 && strings.TrimSpace(lines[0]) != "" {
@@ -119,7 +122,7 @@ func clusterPort(t testing.TB) int {
 		if err != nil {
 			continue
 		}
-		l.Close()
+		_ = l.Close()
 		portsUsed[p] = true
 		return p
 	}
