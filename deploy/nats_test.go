@@ -11,7 +11,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -261,7 +260,11 @@ func natsServerBinary(t *testing.T) string {
 	if p := os.Getenv("SEATD_NATS_SERVER"); p != "" {
 		candidates = append(candidates, p)
 	}
-	goTool := filepath.Join(runtime.GOROOT(), "bin", "go")
+	// The go tool on PATH, else where the official tarball puts it.
+	goTool, err := exec.LookPath("go")
+	if err != nil {
+		goTool = "/usr/local/go/bin/go"
+	}
 	if out, err := exec.Command(goTool, "env", "GOBIN", "GOPATH").Output(); err == nil {
 		lines := strings.Split(strings.TrimSpace(string(out)), "\n")
 		if len(lines) > 0 && strings.TrimSpace(lines[0]) != "" {

@@ -94,7 +94,9 @@ func BenchmarkHTTPAsyncAccept(b *testing.B) {
 	accepted := time.Since(start)
 	seatdtest.WaitFor(b, 10*time.Minute, "backlog applied", func() bool {
 		var n int
-		e.DB.Pool.QueryRow(context.Background(), `SELECT count(*) FROM requests WHERE status = 'queued'`).Scan(&n)
+		if err := e.DB.Pool.QueryRow(context.Background(), `SELECT count(*) FROM requests WHERE status = 'queued'`).Scan(&n); err != nil {
+			b.Fatal(err)
+		}
 		return n == 0
 	})
 	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "applied/s")
@@ -178,7 +180,9 @@ func BenchmarkMailDrop(b *testing.B) {
 	e.StartWorker()
 	count := func(sql string) int {
 		var n int
-		e.DB.Pool.QueryRow(context.Background(), sql).Scan(&n)
+		if err := e.DB.Pool.QueryRow(context.Background(), sql).Scan(&n); err != nil {
+			b.Fatal(err)
+		}
 		return n
 	}
 	var applied time.Duration

@@ -236,13 +236,13 @@ func newReturnSite(t *testing.T) *returnSite {
 		if r.URL.Path == "/email" {
 			rs.mu.Lock()
 			defer rs.mu.Unlock()
-			fmt.Fprint(w, rs.email)
+			_, _ = fmt.Fprint(w, rs.email)
 			return
 		}
 		if r.URL.RawQuery != "" && strings.Contains(r.URL.RawQuery, "token") {
 			t.Errorf("the return URL was requested with a token in its query: %s", r.URL)
 		}
-		fmt.Fprint(w, `<!doctype html><title>Acme app</title><h1>Welcome to the Acme app</h1>`)
+		_, _ = fmt.Fprint(w, `<!doctype html><title>Acme app</title><h1>Welcome to the Acme app</h1>`)
 	}))
 	t.Cleanup(rs.Close)
 	return rs
@@ -522,10 +522,10 @@ func TestClaimPageInBrowserRefusals(t *testing.T) {
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
 		switch r.URL.Path {
 		case "/forge":
-			fmt.Fprintf(w, `<!doctype html><form method="post" action="%s/claim"><input type="hidden" name="token" value="%s"><button id="go">Win a prize</button></form>`,
+			_, _ = fmt.Fprintf(w, `<!doctype html><form method="post" action="%s/claim"><input type="hidden" name="token" value="%s"><button id="go">Win a prize</button></form>`,
 				e.HTTP.URL, token)
 		case "/frame":
-			fmt.Fprintf(w, `<!doctype html><iframe src="%s"></iframe>`, inv.link)
+			_, _ = fmt.Fprintf(w, `<!doctype html><iframe src="%s"></iframe>`, inv.link)
 		}
 	}))
 	t.Cleanup(evil.Close)

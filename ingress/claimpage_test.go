@@ -45,7 +45,7 @@ func claimReq(t *testing.T, e *seatdtest.Env, method, path string, form url.Valu
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	b, err := io.ReadAll(resp.Body)
 	if err != nil {
 		t.Fatal(err)

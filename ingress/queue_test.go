@@ -46,7 +46,9 @@ func TestMetadataTheEdgeAcceptsIsApplied(t *testing.T) {
 		}
 	}
 	var stored string
-	e.DB.Pool.QueryRow(context.Background(), `SELECT seat_metadata->>'note' FROM seats WHERE id = $1`, first.JSON(t)["id"]).Scan(&stored)
+	if err := e.DB.Pool.QueryRow(context.Background(), `SELECT seat_metadata->>'note' FROM seats WHERE id = $1`, first.JSON(t)["id"]).Scan(&stored); err != nil {
+		t.Fatal(err)
+	}
 	if stored != strings.Repeat("<&>", 100)+strings.Repeat("\u2028", 100) {
 		t.Errorf("stored metadata %q", stored)
 	}
@@ -100,7 +102,9 @@ func TestMetadataPostgresCannotHoldIs422(t *testing.T) {
 		t.Errorf("claim with two tokens: %d %s", r.Status, r.Body)
 	}
 	var n int
-	e.DB.Pool.QueryRow(context.Background(), `SELECT count(*) FROM requests`).Scan(&n)
+	if err := e.DB.Pool.QueryRow(context.Background(), `SELECT count(*) FROM requests`).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
 	if n != 0 {
 		t.Errorf("%d requests recorded for refused bodies", n)
 	}
@@ -181,7 +185,9 @@ func TestRoundTripThroughJetStream(t *testing.T) {
 			t.Errorf("body %d changed:\n sent %s\n got  %s", i, a.Metadata, got.Assign.Metadata)
 		}
 		var compact bytes.Buffer
-		json.Compact(&compact, []byte(m))
+		if err := json.Compact(&compact, []byte(m)); err != nil {
+			t.Fatalf("body %d: metadata %s: %v", i, m, err)
+		}
 		if !bytes.Equal(got.Assign.Metadata, compact.Bytes()) {
 			t.Errorf("body %d: metadata %s, sent %s", i, got.Assign.Metadata, compact.Bytes())
 		}

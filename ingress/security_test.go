@@ -70,8 +70,10 @@ func TestEveryRoleOnEveryEndpoint(t *testing.T) {
 				t.Errorf("a member's refused revoke left the seat %s", got.Status)
 			}
 			var n int
-			e.DB.Pool.QueryRow(ctx, `SELECT count(*) FROM seats WHERE email LIKE '%by-member@example.com' OR customer_id IN
-				(SELECT id FROM customers WHERE email LIKE '%by-member@example.com')`).Scan(&n)
+			if err := e.DB.Pool.QueryRow(ctx, `SELECT count(*) FROM seats WHERE email LIKE '%by-member@example.com' OR customer_id IN
+				(SELECT id FROM customers WHERE email LIKE '%by-member@example.com')`).Scan(&n); err != nil {
+				t.Fatal(err)
+			}
 			if n != 0 {
 				t.Errorf("a member's refused assigns made %d seats", n)
 			}
@@ -229,10 +231,12 @@ func TestTricklingBodyIs408(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer conn.Close()
+	defer func() { _ = conn.Close() }()
 	body := `{"subscription_id":"` + ten.SubscriptionID + `","email":"slow@example.com"}`
-	fmt.Fprintf(conn, "POST %s HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n",
-		seatsPath, ten.Token, len(body))
+	if _, err := fmt.Fprintf(conn, "POST %s HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n",
+		seatsPath, ten.Token, len(body)); err != nil {
+		t.Fatal(err)
+	}
 	start := time.Now()
 	go func() { // one byte every 100ms: 6 s for the whole body
 		for i := 0; i < len(body); i++ {
@@ -242,7 +246,9 @@ func TestTricklingBodyIs408(t *testing.T) {
 			time.Sleep(100 * time.Millisecond)
 		}
 	}()
-	conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if err := conn.SetReadDeadline(time.Now().Add(10 * time.Second)); err != nil {
+		t.Fatal(err)
+	}
 	buf := make([]byte, 4096)
 	n, err := conn.Read(buf)
 	if err != nil {
@@ -287,7 +293,9 @@ func TestIdempotencyKeyScopeIsTheAccount(t *testing.T) {
 		t.Errorf("another account's key: %d %s", r.Status, r.Body)
 	}
 	var seats int
-	e.DB.Pool.QueryRow(ctx, `SELECT count(*) FROM seats WHERE subscription_id = $1`, ten.SubscriptionID).Scan(&seats)
+	if err := e.DB.Pool.QueryRow(ctx, `SELECT count(*) FROM seats WHERE subscription_id = $1`, ten.SubscriptionID).Scan(&seats); err != nil {
+		t.Fatal(err)
+	}
 	if seats != 2 {
 		t.Errorf("%d seats, want 2 (the batch's and the single one)", seats)
 	}
@@ -367,13 +375,17 @@ func TestAddressesAreOneMailbox(t *testing.T) {
 			}
 		}
 		var live int
-		e.DB.Pool.QueryRow(context.Background(), `SELECT count(*) FROM seats WHERE subscription_id = $1 AND status <> 'revoked'`, ten.SubscriptionID).Scan(&live)
+		if err := e.DB.Pool.QueryRow(context.Background(), `SELECT count(*) FROM seats WHERE subscription_id = $1 AND status <> 'revoked'`, ten.SubscriptionID).Scan(&live); err != nil {
+			t.Fatal(err)
+		}
 		if live != 2 {
 			t.Errorf("member model %v: %d live seats, want 2", memberModel, live)
 		}
 	}
 	var customers int
-	e.DB.Pool.QueryRow(context.Background(), `SELECT count(*) FROM customers WHERE email_key = 'user@xn--bcher-kva.example'`).Scan(&customers)
+	if err := e.DB.Pool.QueryRow(context.Background(), `SELECT count(*) FROM customers WHERE email_key = 'user@xn--bcher-kva.example'`).Scan(&customers); err != nil {
+		t.Fatal(err)
+	}
 	if customers != 1 {
 		t.Errorf("%d customers for one mailbox in one organization, want 1", customers)
 	}

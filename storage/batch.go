@@ -443,7 +443,7 @@ func (db *DB) assignSet(ctx context.Context, tx pgx.Tx, st Settings, reqs []even
 		for _, into := range []map[orgKey]customer{byID, byExt, byEmail} {
 			rows, err := br.Query()
 			if err != nil {
-				br.Close()
+				_ = br.Close() // the error already in hand is the one to report
 				return fmt.Errorf("recipients: %w", err)
 			}
 			for rows.Next() {
@@ -451,14 +451,14 @@ func (db *DB) assignSet(ctx context.Context, tx pgx.Tx, st Settings, reqs []even
 				var c customer
 				if err := rows.Scan(&org, &key, &c.id, &c.email); err != nil {
 					rows.Close()
-					br.Close()
+					_ = br.Close() // the error already in hand is the one to report
 					return err
 				}
 				into[orgKey{org, key}] = c
 			}
 			rows.Close()
 			if err := rows.Err(); err != nil {
-				br.Close()
+				_ = br.Close() // the error already in hand is the one to report
 				return fmt.Errorf("recipients: %w", err)
 			}
 		}
@@ -540,7 +540,7 @@ func (db *DB) assignSet(ctx context.Context, tx pgx.Tx, st Settings, reqs []even
 		for q := 0; q < 3; q++ {
 			rows, err := br.Query()
 			if err != nil {
-				br.Close()
+				_ = br.Close() // the error already in hand is the one to report
 				return fmt.Errorf("holders: %w", err)
 			}
 			for rows.Next() {
@@ -559,13 +559,13 @@ func (db *DB) assignSet(ctx context.Context, tx pgx.Tx, st Settings, reqs []even
 				}
 				if err != nil {
 					rows.Close()
-					br.Close()
+					_ = br.Close() // the error already in hand is the one to report
 					return err
 				}
 			}
 			rows.Close()
 			if err := rows.Err(); err != nil {
-				br.Close()
+				_ = br.Close() // the error already in hand is the one to report
 				return fmt.Errorf("holders: %w", err)
 			}
 		}
@@ -895,14 +895,14 @@ func (w *batchWrites) send(ctx context.Context, tx pgx.Tx, now time.Time) error 
 	for _, check := range checks {
 		tag, err := br.Exec()
 		if err != nil {
-			br.Close()
+			_ = br.Close() // the error already in hand is the one to report
 			if isUniqueViolation(err, "") {
 				return fmt.Errorf("%w: %v", errBatchConflict, err)
 			}
 			return fmt.Errorf("write batch: %w", err)
 		}
 		if err := check(tag.RowsAffected()); err != nil {
-			br.Close()
+			_ = br.Close() // the error already in hand is the one to report
 			return err
 		}
 	}

@@ -22,7 +22,7 @@ func TestMigrationKeysExistingAddresses(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer conn.Close(ctx)
+	defer func() { _ = conn.Close(ctx) }()
 	init, err := os.ReadFile("migrations/0001_init.sql")
 	if err != nil {
 		t.Fatal(err)
@@ -70,20 +70,28 @@ func TestMigrationKeysExistingAddresses(t *testing.T) {
 		}
 	}
 	var mkey, holder string
-	conn.QueryRow(ctx, `SELECT email_key FROM members WHERE id = $1`, member).Scan(&mkey)
-	conn.QueryRow(ctx, `SELECT holder FROM seats WHERE id = $1`, seat).Scan(&holder)
+	if err := conn.QueryRow(ctx, `SELECT email_key FROM members WHERE id = $1`, member).Scan(&mkey); err != nil {
+		t.Fatal(err)
+	}
+	if err := conn.QueryRow(ctx, `SELECT holder FROM seats WHERE id = $1`, seat).Scan(&holder); err != nil {
+		t.Fatal(err)
+	}
 	if mkey != "dev@xn--bcher-kva.example" || holder != "email:dev@xn--bcher-kva.example" {
 		t.Errorf("member key %q, seat holder %q", mkey, holder)
 	}
 	// A new row without a key (an older replica, psql) still gets one.
 	exec(`INSERT INTO customers (id, organization_id, email) VALUES ('c0000000-0000-4000-8000-000000000009', $1, ' New@X.example')`, org)
 	var key string
-	conn.QueryRow(ctx, `SELECT email_key FROM customers WHERE id = 'c0000000-0000-4000-8000-000000000009'`).Scan(&key)
+	if err := conn.QueryRow(ctx, `SELECT email_key FROM customers WHERE id = 'c0000000-0000-4000-8000-000000000009'`).Scan(&key); err != nil {
+		t.Fatal(err)
+	}
 	if key != "new@x.example" {
 		t.Errorf("trigger key %q", key)
 	}
 	var payload string
-	conn.QueryRow(ctx, `SELECT payload::text FROM requests`).Scan(&payload)
+	if err := conn.QueryRow(ctx, `SELECT payload::text FROM requests`).Scan(&payload); err != nil {
+		t.Fatal(err)
+	}
 	if payload != `{"n": 100}` { // converted from the jsonb it was
 		t.Errorf("payload %q", payload)
 	}

@@ -46,12 +46,12 @@ func TestSubmitGroupIdempotencyUnderConcurrency(t *testing.T) {
 	var calls []*call
 	for i := range 60 {
 		c := &call{caller: callerA, key: "k", body: []byte("same")}
-		switch {
-		case i%10 == 3:
+		switch i % 10 {
+		case 3:
 			c.body = []byte("other")
-		case i%10 == 5:
+		case 5:
 			c.key = ""
-		case i%10 == 7:
+		case 7:
 			c.caller = callerB
 		}
 		calls = append(calls, c)

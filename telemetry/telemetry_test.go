@@ -91,13 +91,13 @@ func TestLoggerTextOnTerminalOnly(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer r.Close()
-	defer w.Close()
+	defer func() { _ = r.Close() }()
+	defer func() { _ = w.Close() }()
 	if IsTerminal(w) || IsTerminal(&bytes.Buffer{}) {
 		t.Error("a pipe or a buffer taken for a terminal")
 	}
 	if tty, err := os.OpenFile("/dev/tty", os.O_WRONLY, 0); err == nil {
-		defer tty.Close()
+		defer func() { _ = tty.Close() }()
 		if !IsTerminal(tty) {
 			t.Error("/dev/tty not taken for a terminal")
 		}

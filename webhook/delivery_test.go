@@ -58,7 +58,7 @@ func TestDeliverySigned(t *testing.T) {
 		t.Errorf("webhook-timestamp %q is not the unix time of the attempt", h.timestamp)
 	}
 	mac := hmac.New(sha256.New, []byte(secret))
-	fmt.Fprintf(mac, "%s.%s.%s", h.id, h.timestamp, h.body)
+	_, _ = fmt.Fprintf(mac, "%s.%s.%s", h.id, h.timestamp, h.body)
 	if want := "v1," + base64.StdEncoding.EncodeToString(mac.Sum(nil)); h.signature != want {
 		t.Errorf("webhook-signature %q, want %q", h.signature, want)
 	}

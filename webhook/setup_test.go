@@ -265,7 +265,7 @@ func (rc *receiver) serve(w http.ResponseWriter, r *http.Request) {
 		status = http.StatusOK
 	}
 	w.WriteHeader(status)
-	fmt.Fprintf(w, "answer %d", status)
+	_, _ = fmt.Fprintf(w, "answer %d", status)
 }
 
 func (rc *receiver) setRespond(f func(h hit, n int) int) {

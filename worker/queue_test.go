@@ -68,7 +68,14 @@ func TestRequeuerEndsWhatCannotBePublished(t *testing.T) {
 	ctxRun, cancel := context.WithCancel(ctx)
 	defer cancel()
 	q := &worker.Requeuer{DB: e.DB, JS: e.JS, Log: slog.New(logs), Interval: 50 * time.Millisecond, Grace: 10 * time.Second}
-	go q.Run(ctxRun)
+	runErr := make(chan error, 1)
+	go func() { runErr <- q.Run(ctxRun) }()
+	defer func() {
+		cancel()
+		if err := <-runErr; err != nil {
+			t.Errorf("requeuer: %v", err)
+		}
+	}()
 	e.WaitApplied(lost.ID)
 	time.Sleep(300 * time.Millisecond) // a few more sweeps
 	rec, err := e.DB.Request(ctx, poisoned.ID, ten.CustomerID)

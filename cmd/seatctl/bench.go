@@ -42,7 +42,7 @@ func benchCmd(e *env, fs *flag.FlagSet, args []string) error {
 	var extra multi
 	fs.Var(&extra, "seatd-env", "KEY=VALUE setting for the seatd children, e.g. SEATD_NATS_FSYNC=1s (repeatable)")
 	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), benchUsage)
+		_, _ = fmt.Fprintln(fs.Output(), benchUsage)
 		fs.PrintDefaults()
 	}
 	pos, err := parse(fs, args)
@@ -81,7 +81,7 @@ func benchCmd(e *env, fs *flag.FlagSet, args []string) error {
 		if err != nil {
 			return err
 		}
-		defer os.RemoveAll(dir)
+		defer func() { _ = os.RemoveAll(dir) }()
 		if o.Seatd, err = bench.FindSeatd(dir); err != nil {
 			return err
 		}

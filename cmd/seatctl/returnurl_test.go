@@ -33,7 +33,9 @@ func TestOrgClaimReturnURL(t *testing.T) {
 		return *u
 	}
 	orgs := func() (n int) {
-		db.Pool.QueryRow(context.Background(), `SELECT count(*) FROM organizations`).Scan(&n)
+		if err := db.Pool.QueryRow(context.Background(), `SELECT count(*) FROM organizations`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
 		return n
 	}
 

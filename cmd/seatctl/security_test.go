@@ -48,17 +48,27 @@ func TestProvisioningRefusesBadInput(t *testing.T) {
 	}
 	defer db.Close()
 	var orgs, subs int
-	db.Pool.QueryRow(context.Background(), `SELECT count(*) FROM organizations`).Scan(&orgs)
-	db.Pool.QueryRow(context.Background(), `SELECT count(*) FROM subscriptions`).Scan(&subs)
+	if err := db.Pool.QueryRow(context.Background(), `SELECT count(*) FROM organizations`).Scan(&orgs); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Pool.QueryRow(context.Background(), `SELECT count(*) FROM subscriptions`).Scan(&subs); err != nil {
+		t.Fatal(err)
+	}
 	if orgs != 1 || subs != 0 {
 		t.Errorf("refused commands left %d organizations, %d subscriptions", orgs, subs)
 	}
 	var customers, members, sessions int
 	var display, key string
-	db.Pool.QueryRow(context.Background(), `SELECT count(*), min(email), min(email_key) FROM customers WHERE organization_id = $1`, org).
-		Scan(&customers, &display, &key)
-	db.Pool.QueryRow(context.Background(), `SELECT count(*) FROM members`).Scan(&members)
-	db.Pool.QueryRow(context.Background(), `SELECT count(*) FROM sessions`).Scan(&sessions)
+	if err := db.Pool.QueryRow(context.Background(), `SELECT count(*), min(email), min(email_key) FROM customers WHERE organization_id = $1`, org).
+		Scan(&customers, &display, &key); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Pool.QueryRow(context.Background(), `SELECT count(*) FROM members`).Scan(&members); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Pool.QueryRow(context.Background(), `SELECT count(*) FROM sessions`).Scan(&sessions); err != nil {
+		t.Fatal(err)
+	}
 	if customers != 1 || members != 0 || sessions != 0 {
 		t.Errorf("refused commands left rows: %d customers, %d members, %d sessions", customers, members, sessions)
 	}

@@ -32,7 +32,7 @@ func probe(client *http.Client, url string) (int, map[string]string) {
 	if err != nil {
 		return 0, map[string]string{"err": err.Error()}
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	var body map[string]string
 	b, _ := io.ReadAll(resp.Body)
 	_ = json.Unmarshal(b, &body)
@@ -216,7 +216,7 @@ func TestStartBeforeDependencies(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	resp.Body.Close()
+	_ = resp.Body.Close()
 	if resp.StatusCode != 503 || resp.Header.Get("Retry-After") == "" {
 		t.Errorf("API while starting: %d, Retry-After %q; want 503 with Retry-After", resp.StatusCode, resp.Header.Get("Retry-After"))
 	}

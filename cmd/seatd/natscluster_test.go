@@ -58,6 +58,7 @@ func findNATSServer() (path, why string) {
 	if p := os.Getenv("SEATD_NATS_SERVER"); p != "" {
 		candidates = append(candidates, p)
 	}
+	// The go tool on PATH, else where the official tarball puts it.
 	goTool, err := exec.LookPath("go")
 	if err != nil {
 		goTool = "/usr/local/go/bin/go"
@@ -121,7 +122,7 @@ func clusterPort(t testing.TB) int {
 		if err != nil {
 			continue
 		}
-		l.Close()
+		_ = l.Close()
 		portsUsed[p] = true
 		return p
 	}

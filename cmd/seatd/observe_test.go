@@ -63,7 +63,7 @@ func TestMetricsLogsAndTracesAcrossRoles(t *testing.T) {
 	if resp, err := client.Get(base + "/v1/customer-seats/claim/" + probeToken); err != nil {
 		t.Fatal(err)
 	} else {
-		resp.Body.Close()
+		_ = resp.Body.Close()
 	}
 	mailDir := filepath.Join(r.dataDir, "mail")
 	waitFor(t, 30*time.Second, "two invitation emails", func() (bool, string) {
@@ -161,7 +161,7 @@ func scrape(t testing.TB, base string) metrics {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	if resp.StatusCode != 200 {
 		t.Fatalf("GET %s/metrics: %s", base, resp.Status)
 	}

@@ -120,7 +120,7 @@ func testSendsWebhooks(t *testing.T, roles []string) {
 	if err != nil || resp.StatusCode != 200 {
 		t.Fatalf("revoke: %v %v", resp, err)
 	}
-	resp.Body.Close()
+	_ = resp.Body.Close()
 
 	waitFor(t, 30*time.Second, "two webhooks delivered", func() (bool, string) {
 		mu.Lock()
@@ -157,7 +157,7 @@ func testSendsWebhooks(t *testing.T, roles []string) {
 			t.Errorf("request %d: %d %s for seat %s, want %d %s for %s", i, h.status, h.typ, h.seatID, want[i].status, want[i].typ, seat.ID)
 		}
 		mac := hmac.New(sha256.New, []byte(secret))
-		fmt.Fprintf(mac, "%s.%s.%s", h.id, h.ts, h.body)
+		_, _ = fmt.Fprintf(mac, "%s.%s.%s", h.id, h.ts, h.body)
 		if h.sig != "v1,"+base64.StdEncoding.EncodeToString(mac.Sum(nil)) {
 			t.Errorf("request %d: signature %s does not verify", i, h.sig)
 		}

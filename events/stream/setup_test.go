@@ -21,7 +21,9 @@ func TestWaitStreamsWaitsForTheServer(t *testing.T) {
 		t.Fatal(err)
 	}
 	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
 	nc, err := Connect("nats://127.0.0.1:"+strconv.Itoa(port), "wait-test")
 	if err != nil {
 		t.Fatal(err)

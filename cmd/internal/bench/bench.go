@@ -177,11 +177,11 @@ func Run(ctx context.Context, o Options) error {
 			if tps, err = pgbenchCeiling(ctx, o.PgbenchCeiling); err != nil {
 				return err
 			}
-			fmt.Fprintf(o.Stderr, "pgbench-ceiling before %s: %.0f tps\n", mode, tps)
+			_, _ = fmt.Fprintf(o.Stderr, "pgbench-ceiling before %s: %.0f tps\n", mode, tps)
 		}
 		res, err := runMode(ctx, &o, mode)
 		if err != nil {
-			fmt.Fprintf(o.Stderr, "bench %s: FAILED: %v\n", mode, err)
+			_, _ = fmt.Fprintf(o.Stderr, "bench %s: FAILED: %v\n", mode, err)
 			failed = append(failed, mode)
 			continue
 		}
@@ -192,7 +192,7 @@ func Run(ctx context.Context, o Options) error {
 				res.AppliedPgbenchRatio = math.Round(res.AppliedPerS/tps*1000) / 1000
 			}
 		}
-		fmt.Fprintln(o.Stderr, summary(res))
+		_, _ = fmt.Fprintln(o.Stderr, summary(res))
 		b, err := json.Marshal(res)
 		if err != nil {
 			return err
@@ -263,7 +263,7 @@ func runMode(ctx context.Context, o *Options, mode string) (Result, error) {
 		return Result{}, err
 	}
 	defer r.close()
-	fmt.Fprintf(o.Stderr, "bench %s: %d requests over %d pools of %d seats, database %s, data dir %s\n",
+	_, _ = fmt.Fprintf(o.Stderr, "bench %s: %d requests over %d pools of %d seats, database %s, data dir %s\n",
 		mode, r.n, r.pools, r.seats, r.dbName, r.dataDir)
 	res := Result{Mode: mode, Requests: r.n, Pools: r.pools, SeatsPerPool: r.seats, ClaimRatio: o.ClaimRatio,
 		NATSFsync: r.setting("SEATD_NATS_FSYNC", "always"), CPUs: runtime.NumCPU(), LoadAvg: loadAvg()}
@@ -370,12 +370,12 @@ func (r *run) close() {
 		r.db.Close()
 	}
 	if r.o.Keep {
-		fmt.Fprintf(r.o.Stderr, "bench %s: kept database %s and data dir %s\n", r.mode, r.dbName, r.dataDir)
+		_, _ = fmt.Fprintf(r.o.Stderr, "bench %s: kept database %s and data dir %s\n", r.mode, r.dbName, r.dataDir)
 		return
 	}
 	if r.created {
 		if err := dropDatabase(r.o.AdminURL, r.dbName); err != nil {
-			fmt.Fprintf(r.o.Stderr, "bench %s: dropping database %s: %v\n", r.mode, r.dbName, err)
+			_, _ = fmt.Fprintf(r.o.Stderr, "bench %s: dropping database %s: %v\n", r.mode, r.dbName, err)
 		}
 	}
 	if r.dirCreated {

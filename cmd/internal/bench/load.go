@@ -155,7 +155,7 @@ func (r *run) waitHTTP(ctx context.Context, addr string) error {
 		}
 		req, _ := http.NewRequestWithContext(ctx, "GET", "http://"+addr+"/readyz", nil)
 		if resp, err := http.DefaultClient.Do(req); err == nil {
-			resp.Body.Close()
+			_ = resp.Body.Close()
 			if resp.StatusCode == 200 {
 				return nil
 			}
@@ -204,7 +204,7 @@ func (r *run) waitApplied(ctx context.Context, want int) (time.Time, error) {
 		}
 		if time.Since(lastReport) >= 10*time.Second {
 			lastReport = time.Now()
-			fmt.Fprintf(r.o.Stderr, "bench %s: %d of %d requests have an outcome\n", r.mode, done, want)
+			_, _ = fmt.Fprintf(r.o.Stderr, "bench %s: %d of %d requests have an outcome\n", r.mode, done, want)
 		}
 		if err := sleep(ctx, 100*time.Millisecond); err != nil {
 			return time.Time{}, fmt.Errorf("waiting for outcomes (%d of %d): %w", done, want, err)

@@ -165,46 +165,57 @@ func age(now, t time.Time) string {
 	return now.Sub(t).Round(time.Second).String()
 }
 
-// WriteTable prints the report for a person.
+// WriteTable prints the report for a person. It returns the first
+// write error (a closed pipe, a full disk); after one it writes no more.
 func (r Report) WriteTable(w io.Writer) error {
+	var err error
+	printf := func(w io.Writer, format string, a ...any) {
+		if err == nil {
+			_, err = fmt.Fprintf(w, format, a...)
+		}
+	}
+	flush := func(tw *tabwriter.Writer) {
+		if ferr := tw.Flush(); err == nil {
+			err = ferr
+		}
+	}
 	verdict := "HEALTHY"
 	if !r.Healthy {
 		verdict = "UNHEALTHY"
 	}
 	now := r.CheckedAt
-	fmt.Fprintf(w, "seatd pipeline: %s (checked %s)\n", verdict, now.Format(time.RFC3339))
+	printf(w, "seatd pipeline: %s (checked %s)\n", verdict, now.Format(time.RFC3339))
 	for _, p := range r.Problems {
-		fmt.Fprintf(w, "  ! %s\n", p)
+		printf(w, "  ! %s\n", p)
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "\nSTREAM\tMESSAGES\tOLDEST")
+	printf(tw, "\nSTREAM\tMESSAGES\tOLDEST\n")
 	for _, s := range r.Streams {
-		fmt.Fprintf(tw, "%s\t%d\t%s\n", s.Name, s.Messages, age(now, s.Oldest))
+		printf(tw, "%s\t%d\t%s\n", s.Name, s.Messages, age(now, s.Oldest))
 	}
-	fmt.Fprintln(tw, "\nCONSUMER\tPENDING\tACK PENDING\tREDELIVERED")
+	printf(tw, "\nCONSUMER\tPENDING\tACK PENDING\tREDELIVERED\n")
 	for _, s := range r.Streams {
 		for _, c := range s.Consumers {
-			fmt.Fprintf(tw, "%s/%s\t%d\t%d\t%d\n", s.Name, c.Name, c.Pending, c.AckPending, c.Redelivered)
+			printf(tw, "%s/%s\t%d\t%d\t%d\n", s.Name, c.Name, c.Pending, c.AckPending, c.Redelivered)
 		}
 	}
-	if err := tw.Flush(); err != nil {
-		return err
-	}
+	flush(tw)
 	states := make([]string, 0, len(r.Invitations))
 	for _, k := range []string{"queued", "sending", "sent", "failed", "cancelled"} {
 		states = append(states, fmt.Sprintf("%s %d", k, r.Invitations[k]))
 	}
-	fmt.Fprintf(w, "\nqueued requests: %d (oldest %s)\n", r.QueuedRequests, age(now, r.OldestQueued))
-	fmt.Fprintf(w, "outbox:          %d (oldest %s)\n", r.OutboxDepth, age(now, r.OldestOutbox))
-	fmt.Fprintf(w, "dead letters:    %d\n", r.DeadLetters)
-	fmt.Fprintf(w, "mail backlog:    %d (invitations: %s)\n", r.MailBacklog, strings.Join(states, ", "))
+	printf(w, "\nqueued requests: %d (oldest %s)\n", r.QueuedRequests, age(now, r.OldestQueued))
+	printf(w, "outbox:          %d (oldest %s)\n", r.OutboxDepth, age(now, r.OldestOutbox))
+	printf(w, "dead letters:    %d\n", r.DeadLetters)
+	printf(w, "mail backlog:    %d (invitations: %s)\n", r.MailBacklog, strings.Join(states, ", "))
 	if len(r.Pools) == 0 {
-		return nil
+		return err
 	}
 	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "\nFULLEST POOLS\tKIND\tPRODUCT\tUSED\tSEATS\tFULL")
+	printf(tw, "\nFULLEST POOLS\tKIND\tPRODUCT\tUSED\tSEATS\tFULL\n")
 	for _, p := range r.Pools {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d%%\n", p.ID, p.Kind, p.Product, p.SeatsUsed, p.Seats, 100*p.SeatsUsed/p.Seats)
+		printf(tw, "%s\t%s\t%s\t%d\t%d\t%d%%\n", p.ID, p.Kind, p.Product, p.SeatsUsed, p.Seats, 100*p.SeatsUsed/p.Seats)
 	}
-	return tw.Flush()
+	flush(tw)
+	return err
 }
