@@ -20,7 +20,7 @@ import (
 
 	"github.com/seatd/seatd/cmd/internal/config"
 	"github.com/seatd/seatd/ingress"
-	"github.com/seatd/seatd/invite"
+	"github.com/seatd/seatd/mailer/invite"
 	"github.com/seatd/seatd/mailer"
 	"github.com/seatd/seatd/storage"
 	"github.com/seatd/seatd/storage/secret"
