@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/seatd/seatd/events"
-	"github.com/seatd/seatd/invite"
+	"github.com/seatd/seatd/mailer/invite"
 	"github.com/seatd/seatd/storage"
 	"github.com/seatd/seatd/storage/secret"
 )

@@ -14,7 +14,7 @@ import (
 	"time"
 
 	"github.com/seatd/seatd/cmd/seatdtest"
-	"github.com/seatd/seatd/invite"
+	"github.com/seatd/seatd/mailer/invite"
 )
 
 // page is one answer of the claim page, redirects not followed.

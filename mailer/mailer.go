@@ -12,7 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/seatd/seatd/events"
 	"github.com/seatd/seatd/events/stream"
-	"github.com/seatd/seatd/invite"
+	"github.com/seatd/seatd/mailer/invite"
 	"github.com/seatd/seatd/storage"
 	"github.com/seatd/seatd/storage/secret"
 	"github.com/seatd/seatd/telemetry"

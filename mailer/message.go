@@ -12,7 +12,7 @@ import (
 
 	gomail "github.com/wneessen/go-mail"
 
-	"github.com/seatd/seatd/invite"
+	"github.com/seatd/seatd/mailer/invite"
 )
 
 // Message is one rendered invitation email, ready for a Sender.

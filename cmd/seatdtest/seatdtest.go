@@ -28,7 +28,7 @@ import (
 	"github.com/seatd/seatd/cmd/internal/roles"
 	"github.com/seatd/seatd/events/stream"
 	"github.com/seatd/seatd/ingress"
-	"github.com/seatd/seatd/invite"
+	"github.com/seatd/seatd/mailer/invite"
 	"github.com/seatd/seatd/storage"
 	"github.com/seatd/seatd/storage/secret"
 	"github.com/seatd/seatd/storage/storagetest"

@@ -20,8 +20,8 @@ import (
 
 	"github.com/seatd/seatd/cmd/internal/config"
 	"github.com/seatd/seatd/ingress"
-	"github.com/seatd/seatd/invite"
 	"github.com/seatd/seatd/mailer"
+	"github.com/seatd/seatd/mailer/invite"
 	"github.com/seatd/seatd/storage"
 	"github.com/seatd/seatd/storage/secret"
 	"github.com/seatd/seatd/webhook"
