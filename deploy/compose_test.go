@@ -42,8 +42,9 @@ func envOf(s types.ServiceConfig) map[string]string {
 
 // TestCompose loads compose.yaml into compose-spec's types and checks the
 // system it describes: a 3-node NATS cluster, Postgres, Mailpit, the
-// migration, two ingresses, two workers and a mailer, all seatd services
-// from one image, each with the settings seatd needs and no others.
+// migration, two ingresses, two workers, a mailer and a webhook sender, all
+// seatd services from one image, each with the settings seatd needs and no
+// others.
 func TestCompose(t *testing.T) {
 	known := seatdSettings(t)
 	if _, err := loadCompose(t, map[string]string{}); err == nil || !strings.Contains(err.Error(), "SEATD_SECRET_KEY") {
@@ -58,7 +59,7 @@ func TestCompose(t *testing.T) {
 		names = append(names, name)
 	}
 	sort.Strings(names)
-	want := []string{"ingress", "mailer", "mailpit", "migrate", "nats-1", "nats-2", "nats-3", "postgres", "worker"}
+	want := []string{"ingress", "mailer", "mailpit", "migrate", "nats-1", "nats-2", "nats-3", "postgres", "webhooks", "worker"}
 	if strings.Join(names, " ") != strings.Join(want, " ") {
 		t.Fatalf("services %v, want %v", names, want)
 	}
@@ -108,7 +109,8 @@ func TestCompose(t *testing.T) {
 	roles := map[string]struct {
 		role     string
 		replicas int
-	}{"migrate": {"migrate", 1}, "ingress": {"ingress", 2}, "worker": {"worker", 2}, "mailer": {"mailer", 1}}
+	}{"migrate": {"migrate", 1}, "ingress": {"ingress", 2}, "worker": {"worker", 2}, "mailer": {"mailer", 1},
+		"webhooks": {"webhooks", 1}}
 	for name, want := range roles {
 		s := p.Services[name]
 		if s.Image != "seatd:local" || s.Build == nil || s.Build.Dockerfile != "deploy/Dockerfile" {

@@ -13,8 +13,8 @@ import (
 
 // TestSystemdUnits parses every unit with systemd's unit syntax and checks
 // what each role runs with: seatd ROLE as the seatd user, the shared
-// environment file (whose variables are all seatd's), and a target that
-// starts them all.
+// environment file (whose variables are all seatd's), a listen port of its
+// own on the machine, and a target that starts them all.
 func TestSystemdUnits(t *testing.T) {
 	known := seatdSettings(t)
 	base := readEnvFile(t, "systemd/seatd.env.example")
@@ -42,8 +42,18 @@ func TestSystemdUnits(t *testing.T) {
 		}
 		return out
 	}
+	wants := strings.Fields(strings.Join(value(units["seatd.target"], "Unit", "Wants"), " "))
+	wanted := map[string]bool{}
+	for _, w := range wants {
+		file := regexp.MustCompile(`@[^.]+\.`).ReplaceAllString(w, "@.")
+		if _, ok := units[file]; !ok {
+			t.Errorf("seatd.target wants %s, which is not here", w)
+		}
+		wanted[file] = true
+	}
+	listeners := map[int]string{} // port: the unit listening on it
 	for file, role := range map[string]string{"seatd-migrate.service": "migrate", "seatd-ingress.service": "ingress",
-		"seatd-worker@.service": "worker", "seatd-mailer.service": "mailer"} {
+		"seatd-worker@.service": "worker", "seatd-mailer.service": "mailer", "seatd-webhooks.service": "webhooks"} {
 		opts, ok := units[file]
 		if !ok {
 			t.Errorf("no %s", file)
@@ -67,18 +77,24 @@ func TestSystemdUnits(t *testing.T) {
 			env[k] = v
 		}
 		checkRoleEnv(t, known, roleEnv{where: file, role: role, env: env})
+		if !wanted[file] {
+			t.Errorf("seatd.target does not want %s: systemctl enable --now seatd.target would not start it", file)
+		}
+		listen := env["SEATD_HEALTH_ADDR"]
+		if role == "ingress" {
+			listen = env["SEATD_HTTP_ADDR"]
+		}
+		if role != "migrate" {
+			if listen == "" {
+				t.Errorf("%s: no listen address for /healthz and /readyz", file)
+			} else if port := listenPort(t, listen); listeners[port] != "" {
+				t.Errorf("%s and %s both listen on port %d", file, listeners[port], port)
+			} else {
+				listeners[port] = file
+			}
+		}
 		if role != "migrate" && len(value(opts, "Service", "Restart")) == 0 {
 			t.Errorf("%s: no Restart=", file)
-		}
-	}
-	wants := strings.Fields(strings.Join(value(units["seatd.target"], "Unit", "Wants"), " "))
-	if len(wants) < 4 {
-		t.Errorf("seatd.target wants %v", wants)
-	}
-	for _, w := range wants {
-		file := regexp.MustCompile(`@[^.]+\.`).ReplaceAllString(w, "@.")
-		if _, ok := units[file]; !ok {
-			t.Errorf("seatd.target wants %s, which is not here", w)
 		}
 	}
 }

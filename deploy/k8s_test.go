@@ -186,7 +186,7 @@ func checkResources(t *testing.T, where string, c corev1.Container) {
 func checkSeatd(t *testing.T, dir string, o *objects, image string, workers int) {
 	t.Helper()
 	known := seatdSettings(t)
-	for _, role := range []string{"ingress", "worker", "mailer"} {
+	for _, role := range []string{"ingress", "worker", "mailer", "webhooks"} {
 		name := "seatd-" + role
 		d, ok := o.deployments[name]
 		if !ok {
@@ -201,7 +201,7 @@ func checkSeatd(t *testing.T, dir string, o *objects, image string, workers int)
 		if !hasPDB(o, d.Spec.Template.Labels) {
 			t.Errorf("%s: no PodDisruptionBudget covers its pods", where)
 		}
-		if want := map[string]int{"ingress": 2, "worker": workers, "mailer": 1}[role]; d.Spec.Replicas == nil || int(*d.Spec.Replicas) != want {
+		if want := map[string]int{"ingress": 2, "worker": workers, "mailer": 1, "webhooks": 1}[role]; d.Spec.Replicas == nil || int(*d.Spec.Replicas) != want {
 			t.Errorf("%s: replicas %v, want %d", where, d.Spec.Replicas, want)
 		}
 		ps := d.Spec.Template.Spec

@@ -58,7 +58,7 @@ func seatdSettings(t *testing.T) map[string]bool {
 // roleEnv is the environment one seatd role gets from a deployment file.
 type roleEnv struct {
 	where string // e.g. "compose service worker"
-	role  string // serve, ingress, worker, mailer, migrate
+	role  string // serve, ingress, worker, mailer, webhooks, migrate
 	env   map[string]string
 	// probed: an orchestrator checks /healthz and /readyz of this role.
 	probed bool
@@ -97,7 +97,7 @@ func checkRoleEnv(t *testing.T, known map[string]bool, r roleEnv) {
 	if r.role == "mailer" {
 		need = append(need, "SMTP_URL")
 	}
-	if r.probed && (r.role == "worker" || r.role == "mailer") {
+	if r.probed && (r.role == "worker" || r.role == "mailer" || r.role == "webhooks") {
 		need = append(need, "SEATD_HEALTH_ADDR")
 	}
 	if r.role == "ingress" {
