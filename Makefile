@@ -15,7 +15,7 @@ build:
 
 # Every test: formatting, vet, the race-enabled suite against real Postgres
 # and JetStream, then each fuzz target for $(FUZZTIME).
-test: check unit fuzz
+test: check lint unit fuzz
 
 check:
 	@out="$$(gofmt -l .)"; if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
