@@ -307,19 +307,15 @@ func (c *Config) Secret() ([]byte, error) {
 	if _, err := rand.Read(key); err != nil {
 		return nil, err
 	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if errors.Is(err, os.ErrExist) { // another process won the race
-		b, err := os.ReadFile(path)
-		if err != nil {
-			return nil, err
-		}
-		return decodeKey(strings.TrimSpace(string(b)))
-	}
+	// Written whole to a file of its own, synced, then linked into place:
+	// secret.key never exists half-written, so a process starting at the
+	// same moment, or after a crash, reads a whole key or none. Of two
+	// processes racing, the first link wins and the other reads its key.
+	f, err := os.CreateTemp(c.DataDir, ".secret.key-*")
 	if err != nil {
 		return nil, err
 	}
-	// The key is only kept once it is on disk: a failed write, sync or
-	// close is an error, not a key that the next start would not find.
+	defer func() { _ = os.Remove(f.Name()) }() // the link, not the temp name, keeps the key
 	if _, err := f.WriteString(hex.EncodeToString(key) + "\n"); err != nil {
 		_ = f.Close() // the write error says what went wrong
 		return nil, err
@@ -329,6 +325,15 @@ func (c *Config) Secret() ([]byte, error) {
 		return nil, err
 	}
 	if err := f.Close(); err != nil {
+		return nil, err
+	}
+	if err := os.Link(f.Name(), path); errors.Is(err, os.ErrExist) {
+		b, err := os.ReadFile(path) // another process won the race
+		if err != nil {
+			return nil, err
+		}
+		return decodeKey(strings.TrimSpace(string(b)))
+	} else if err != nil {
 		return nil, err
 	}
 	return key, nil

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -91,5 +92,40 @@ func TestSecretIsCreatedOnceAndPrivate(t *testing.T) {
 	c.SecretKey = "too-short"
 	if _, err := c.Secret(); err == nil {
 		t.Error("a short SEATD_SECRET_KEY was accepted")
+	}
+}
+
+// Processes starting together on a new data dir must agree on one key:
+// none may read the key file before it is whole, and no temporary file is
+// left behind.
+func TestSecretCreatedConcurrentlyIsOneKey(t *testing.T) {
+	for round := 0; round < 20; round++ {
+		dir := t.TempDir()
+		keys := make([][]byte, 16)
+		errs := make([]error, len(keys))
+		var wg sync.WaitGroup
+		for i := range keys {
+			wg.Go(func() {
+				c := Defaults()
+				c.DataDir = dir
+				keys[i], errs[i] = c.Secret()
+			})
+		}
+		wg.Wait()
+		for i := range keys {
+			if errs[i] != nil {
+				t.Fatalf("round %d, process %d: %v", round, i, errs[i])
+			}
+			if !bytes.Equal(keys[i], keys[0]) {
+				t.Fatalf("round %d: process %d got another key", round, i)
+			}
+		}
+		entries, err := os.ReadDir(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(entries) != 1 || entries[0].Name() != "secret.key" {
+			t.Fatalf("round %d: data dir holds %v, want only secret.key", round, entries)
+		}
 	}
 }
