@@ -82,7 +82,10 @@ func (w *Worker) Run(ctx context.Context) error {
 		case <-time.After(time.Second):
 		}
 	}
-	it, err := cons.Messages(jetstream.PullMaxMessages(2 * w.cfg.BatchSize))
+	// A pull request that reaches a consumer still electing its leader
+	// (a cluster just formed, or a node just lost) is lost: a short expiry
+	// notices that and pulls again within seconds, not half a minute.
+	it, err := cons.Messages(jetstream.PullMaxMessages(2*w.cfg.BatchSize), jetstream.PullExpiry(5*time.Second))
 	if err != nil {
 		return fmt.Errorf("worker: consume: %w", err)
 	}
