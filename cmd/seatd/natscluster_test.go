@@ -19,7 +19,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/seatd/seatd/events/stream"
-	"github.com/seatd/seatd/storage"
 )
 
 // A NATS JetStream cluster of real nats-server processes on loopback, for
@@ -305,32 +304,5 @@ func newClusterRig(t *testing.T, dbURL string) (*rig, *natsCluster) {
 func clusterRig(t *testing.T, dbURL string, cl *natsCluster) *rig {
 	t.Helper()
 	seatdBinary(t) // build before any clock starts
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	r := &rig{t: t, dbURL: dbURL, dataDir: t.TempDir()}
-	db, err := storage.Open(ctx, dbURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(db.Close)
-	r.db = db
-	r.nc, err = stream.Connect(cl.URLs(), "seatd-cluster-test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(r.nc.Close)
-	r.js, err = jetstream.New(r.nc, jetstream.WithPublishAsyncTimeout(5*time.Second))
-	if err != nil {
-		t.Fatal(err)
-	}
-	r.env = childEnv(
-		"DATABASE_URL="+dbURL,
-		"NATS_URL="+cl.URLs(),
-		"SEATD_NATS_REPLICAS=3",
-		"SEATD_DATA_DIR="+r.dataDir,
-		"SEATD_SECRET_KEY="+testSecretKey,
-		"SEATD_ACK_WAIT="+testAckWait.String(),
-		"SEATD_LOG_LEVEL=info",
-	)
-	return r
+	return rigOn(t, dbURL, cl.URLs(), 5*time.Second, "SEATD_NATS_REPLICAS=3")
 }

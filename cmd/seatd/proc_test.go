@@ -251,6 +251,24 @@ type rig struct {
 func newRig(t *testing.T, dbURL string) *rig {
 	t.Helper()
 	seatdBinary(t) // build before any clock starts
+	nats := startNATS(t)
+	// A publish whose server went away fails after a while instead of
+	// waiting forever, so the publisher can try again.
+	r := rigOn(t, dbURL, nats.URL(), 3*time.Second)
+	r.nats = nats
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := stream.SetupStreams(ctx, r.js, stream.StreamConfig{AckWait: testAckWait}); err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// rigOn is a rig on the NATS server(s) at natsURL: a database handle, a
+// client connection whose async publishes give up after publishTimeout,
+// and the environment of every seatd child (plus extraEnv).
+func rigOn(t *testing.T, dbURL, natsURL string, publishTimeout time.Duration, extraEnv ...string) *rig {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	r := &rig{t: t, dbURL: dbURL, dataDir: t.TempDir()}
@@ -260,29 +278,23 @@ func newRig(t *testing.T, dbURL string) *rig {
 	}
 	t.Cleanup(db.Close)
 	r.db = db
-	r.nats = startNATS(t)
-	r.nc, err = stream.Connect(r.nats.URL(), "seatd-fault-test")
+	r.nc, err = stream.Connect(natsURL, "seatd-test")
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(r.nc.Close)
-	// A publish whose server went away fails after a while instead of
-	// waiting forever, so the publisher can try again.
-	r.js, err = jetstream.New(r.nc, jetstream.WithPublishAsyncTimeout(3*time.Second))
+	r.js, err = jetstream.New(r.nc, jetstream.WithPublishAsyncTimeout(publishTimeout))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := stream.SetupStreams(ctx, r.js, stream.StreamConfig{AckWait: testAckWait}); err != nil {
-		t.Fatal(err)
-	}
-	r.env = childEnv(
-		"DATABASE_URL="+dbURL,
-		"NATS_URL="+r.nats.URL(),
-		"SEATD_DATA_DIR="+r.dataDir,
-		"SEATD_SECRET_KEY="+testSecretKey,
-		"SEATD_ACK_WAIT="+testAckWait.String(),
+	r.env = childEnv(append([]string{
+		"DATABASE_URL=" + dbURL,
+		"NATS_URL=" + natsURL,
+		"SEATD_DATA_DIR=" + r.dataDir,
+		"SEATD_SECRET_KEY=" + testSecretKey,
+		"SEATD_ACK_WAIT=" + testAckWait.String(),
 		"SEATD_LOG_LEVEL=info",
-	)
+	}, extraEnv...)...)
 	return r
 }
 
