@@ -156,6 +156,7 @@ type Code string
 const (
 	CodeOK                  Code = "ok"
 	CodeInvalid             Code = "invalid_request"
+	CodeBadRequest          Code = "bad_request"
 	CodeUnauthorized        Code = "unauthorized"
 	CodeForbidden           Code = "forbidden"
 	CodeSeatPricingDisabled Code = "seat_pricing_disabled"

@@ -1,6 +1,7 @@
 package events
 
 import (
+	"bytes"
 	"encoding/json"
 	"time"
 )
@@ -47,12 +48,27 @@ type CustomerSeat struct {
 	SeatMetadata             json.RawMessage `json:"seat_metadata"`
 }
 
-// MarshalJSON keeps seat_metadata null rather than omitting it when unset.
+// MarshalJSON writes an unset seat_metadata as {}, as Polar answers.
 func (s CustomerSeat) MarshalJSON() ([]byte, error) {
 	type plain CustomerSeat
 	p := plain(s)
 	if len(p.SeatMetadata) == 0 {
-		p.SeatMetadata = json.RawMessage("null")
+		p.SeatMetadata = json.RawMessage("{}")
 	}
 	return json.Marshal(p)
+}
+
+// UnmarshalJSON reads "no metadata" (null, or the {} MarshalJSON writes)
+// as unset, so a seat read back from the ledger equals the seat written.
+func (s *CustomerSeat) UnmarshalJSON(b []byte) error {
+	type plain CustomerSeat
+	var p plain
+	if err := json.Unmarshal(b, &p); err != nil {
+		return err
+	}
+	if m := string(bytes.TrimSpace(p.SeatMetadata)); m == "null" || m == "{}" {
+		p.SeatMetadata = nil
+	}
+	*s = CustomerSeat(p)
+	return nil
 }

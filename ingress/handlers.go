@@ -150,13 +150,13 @@ func (s *Server) seatOp(w http.ResponseWriter, r *http.Request, op events.Op) {
 	if !ok {
 		return
 	}
-	seatID := strings.ToLower(r.PathValue("id"))
-	req := newRequest(op, sess)
-	req.SeatID = seatID
-	if req.Check() != nil { // not a UUID: no such seat
-		writeError(w, events.Errorf(events.CodeNotFound, "Seat not found"))
+	seatID, ok := events.ParseUUID(r.PathValue("id"))
+	if !ok { // as Polar: a malformed id is a validation error, not a missing seat
+		s.fail(w, invalid(events.FieldError{Loc: []any{"path", "id"}, Msg: "Input should be a valid UUID", Type: "uuid_parsing"}))
 		return
 	}
+	req := newRequest(op, sess)
+	req.SeatID = seatID
 	req.ReplyTo = s.inbox + "." + req.ID
 	s.submit(w, r, submission{req: req, key: key, bodyHash: hashOf([]byte(op), []byte(seatID)), async: wantsAsync(r)})
 }
@@ -221,13 +221,29 @@ func (s *Server) list(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	// As Polar: neither id is a bad request, both means the subscription,
+	// and a malformed id is a validation error.
 	q := r.URL.Query()
-	sub, ord := q.Get("subscription_id"), q.Get("order_id")
-	if (sub == "") == (ord == "") {
-		s.fail(w, invalid(events.FieldError{Loc: []any{"query"}, Msg: "exactly one of subscription_id or order_id must be provided", Type: "value_error"}))
+	field, value := "subscription_id", q.Get("subscription_id")
+	if value == "" {
+		field, value = "order_id", q.Get("order_id")
+	}
+	if value == "" {
+		s.fail(w, events.Errorf(events.CodeBadRequest, "Either subscription_id or order_id must be provided"))
 		return
 	}
-	list, err := s.cfg.DB.ListSeats(r.Context(), sess.CustomerID, strings.ToLower(sub), strings.ToLower(ord))
+	id, ok := events.ParseUUID(value)
+	if !ok {
+		s.fail(w, invalid(events.FieldError{Loc: []any{"query", field}, Msg: "Input should be a valid UUID", Type: "uuid_parsing"}))
+		return
+	}
+	var sub, ord string
+	if field == "subscription_id" {
+		sub = id
+	} else {
+		ord = id
+	}
+	list, err := s.cfg.DB.ListSeats(r.Context(), sess.CustomerID, sub, ord)
 	if err != nil {
 		s.fail(w, err)
 		return

@@ -5,6 +5,7 @@ import "github.com/seatd/seatd/events"
 var statuses = map[events.Code]int{
 	events.CodeOK:                  200,
 	events.CodeInvalid:             422,
+	events.CodeBadRequest:          400,
 	events.CodeUnauthorized:        401,
 	events.CodeForbidden:           403,
 	events.CodeSeatPricingDisabled: 403,

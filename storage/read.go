@@ -30,13 +30,18 @@ func (db *DB) ListSeats(ctx context.Context, owner, subscriptionID, orderID stri
 	}
 	var out SeatList
 	var used int
-	err := db.Pool.QueryRow(ctx, `SELECT seats, seats_used FROM `+table+` WHERE id = $1 AND customer_id = $2`, id, owner).
-		Scan(&out.TotalSeats, &used)
+	var pricing bool
+	err := db.Pool.QueryRow(ctx, `SELECT p.seats, p.seats_used, o.seat_based_pricing FROM `+table+` p
+		JOIN customers c ON c.id = p.customer_id JOIN organizations o ON o.id = c.organization_id
+		WHERE p.id = $1 AND p.customer_id = $2`, id, owner).Scan(&out.TotalSeats, &used, &pricing)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return SeatList{}, notFound
 	}
 	if err != nil {
 		return SeatList{}, err
+	}
+	if !pricing { // checked after the lookup, as Polar: someone else's pool is 404 first
+		return SeatList{}, events.Errorf(events.CodeSeatPricingDisabled, "Seat-based pricing is not enabled for this organization")
 	}
 	out.AvailableSeats = max(out.TotalSeats-used, 0)
 	rows, err := db.Pool.Query(ctx, "SELECT "+seatColumns+seatFrom+"WHERE s."+column+" = $1 ORDER BY s.created_at, s.id", id)
