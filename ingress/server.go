@@ -434,25 +434,7 @@ func (s *Server) publish(ctx context.Context, req events.Request) error {
 		return err
 	}
 	telemetry.InjectNATS(ctx, m.Header) // the worker's span joins this request's trace
-	deadline := time.Now().Add(s.cfg.SyncTimeout)
-	for attempt := uint64(1); ; attempt++ {
-		actx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		_, err = stream.Publish(actx, s.cfg.JS, m)
-		cancel()
-		if err == nil || ctx.Err() != nil {
-			return err
-		}
-		delay := stream.Backoff(100*time.Millisecond, time.Second, attempt)
-		if time.Now().Add(delay).After(deadline) {
-			return err
-		}
-		s.log.Debug("publish failed; retrying", "request_id", req.ID, "attempt", attempt, "err", err)
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(delay):
-		}
-	}
+	return s.publishRetrying(ctx, req.ID, m, syncRetry, time.Now().Add(s.cfg.SyncTimeout))
 }
 
 // publishInBackground hands m to the stream without making the caller
@@ -472,22 +454,45 @@ func (s *Server) publishInBackground(id string, m stream.Msg) {
 		defer func() { <-s.publishing }()
 		ctx, cancel := context.WithTimeout(s.bg, time.Minute)
 		defer cancel()
-		for attempt := uint64(1); ; attempt++ {
-			actx, acancel := context.WithTimeout(ctx, stream.AckTimeout)
-			_, err := stream.Publish(actx, s.cfg.JS, m)
-			acancel()
-			if err == nil {
-				return
-			}
-			delay := stream.Backoff(time.Second, 10*time.Second, attempt)
-			select {
-			case <-ctx.Done():
-				s.log.Warn("publish not acknowledged; the requeuer will re-publish it", "request_id", id, "err", err)
-				return
-			case <-time.After(delay):
-			}
+		// No deadline of its own: ctx ends the tries after the minute.
+		if err := s.publishRetrying(ctx, id, m, backgroundRetry, time.Now().Add(time.Hour)); err != nil {
+			s.log.Warn("publish not acknowledged; the requeuer will re-publish it", "request_id", id, "err", err)
 		}
 	}()
+}
+
+// retry is how a publish is tried again: each attempt waits at most
+// attempt for the stream's ack, and the delay between attempts doubles
+// from base to max.
+type retry struct{ attempt, base, max time.Duration }
+
+var (
+	syncRetry       = retry{attempt: 5 * time.Second, base: 100 * time.Millisecond, max: time.Second}
+	backgroundRetry = retry{attempt: stream.AckTimeout, base: time.Second, max: 10 * time.Second}
+)
+
+// publishRetrying publishes m (request id) until the stream stores it, ctx
+// ends, or the next attempt would start after deadline, and returns the
+// last error.
+func (s *Server) publishRetrying(ctx context.Context, id string, m stream.Msg, p retry, deadline time.Time) error {
+	for attempt := uint64(1); ; attempt++ {
+		actx, cancel := context.WithTimeout(ctx, p.attempt)
+		_, err := stream.Publish(actx, s.cfg.JS, m)
+		cancel()
+		if err == nil || ctx.Err() != nil {
+			return err
+		}
+		delay := stream.Backoff(p.base, p.max, attempt)
+		if time.Now().Add(delay).After(deadline) {
+			return err
+		}
+		s.log.Debug("publish failed; retrying", "request_id", id, "attempt", attempt, "err", err)
+		select {
+		case <-ctx.Done():
+			return errors.Join(ctx.Err(), err)
+		case <-time.After(delay):
+		}
+	}
 }
 
 // awaitLedger waits for a request's outcome by polling the ledger.

@@ -58,10 +58,7 @@ func webhookCreate(e *env, fs *flag.FlagSet, args []string) error {
 	if err != nil {
 		return describe(err)
 	}
-	return e.print(struct {
-		webhook.Endpoint
-		Secret string `json:"secret"`
-	}{ep, secret})
+	return e.print(endpointWithSecret{ep, secret})
 }
 
 func webhookList(e *env, fs *flag.FlagSet, args []string) error {
@@ -111,10 +108,7 @@ func webhookRotate(e *env, fs *flag.FlagSet, args []string) error {
 	if err != nil {
 		return describe(err)
 	}
-	return e.print(struct {
-		webhook.Endpoint
-		Secret string `json:"secret"`
-	}{ep, secret})
+	return e.print(endpointWithSecret{ep, secret})
 }
 
 func webhookEnable(e *env, fs *flag.FlagSet, args []string) error {
@@ -176,4 +170,11 @@ func webhookRedeliver(e *env, fs *flag.FlagSet, args []string) error {
 		return describe(err)
 	}
 	return e.print(d)
+}
+
+// endpointWithSecret is an endpoint as create and rotate-secret print it:
+// the only times its secret is shown.
+type endpointWithSecret struct {
+	webhook.Endpoint
+	Secret string `json:"secret"`
 }
