@@ -8,10 +8,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"errors"
-	"hash/crc32"
-	"math/big"
 	"strconv"
-	"strings"
 
 	"github.com/seatd/seatd/storage/secret"
 )
@@ -19,60 +16,13 @@ import (
 // SecretPrefix starts every endpoint secret, as in Polar.
 const SecretPrefix = "whsec_"
 
-const (
-	alnum      = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
-	base62     = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-	randomLen  = 37
-	checksumSz = 6
-)
-
 // NewSecret returns a fresh endpoint secret in Polar's format: whsec_, 37
-// random alphanumerics (about 220 bits), and the base62 CRC32 of those 37
-// characters, zero-padded to 6, so a mistyped secret is recognisable.
-func NewSecret() string {
-	var b strings.Builder
-	b.WriteString(SecretPrefix)
-	max := big.NewInt(int64(len(alnum)))
-	random := make([]byte, randomLen)
-	for i := range random {
-		n, err := rand.Int(rand.Reader, max)
-		if err != nil {
-			panic(err) // crypto/rand never fails on supported platforms
-		}
-		random[i] = alnum[n.Int64()]
-	}
-	b.Write(random)
-	b.WriteString(checksum(random))
-	return b.String()
-}
-
-func checksum(random []byte) string {
-	n := crc32.ChecksumIEEE(random)
-	var out []byte
-	for n > 0 {
-		out = append([]byte{base62[n%62]}, out...)
-		n /= 62
-	}
-	for len(out) < checksumSz {
-		out = append([]byte{'0'}, out...)
-	}
-	return string(out)
-}
+// random alphanumerics and their base62 CRC32 (secret.NewPrefixedToken).
+func NewSecret() string { return secret.NewPrefixedToken(SecretPrefix) }
 
 // ValidSecret reports whether s has the format of NewSecret and a correct
 // checksum.
-func ValidSecret(s string) bool {
-	rest, ok := strings.CutPrefix(s, SecretPrefix)
-	if !ok || len(rest) != randomLen+checksumSz {
-		return false
-	}
-	for i := range rest {
-		if !strings.ContainsRune(alnum, rune(rest[i])) {
-			return false
-		}
-	}
-	return checksum([]byte(rest[:randomLen])) == rest[randomLen:]
-}
+func ValidSecret(s string) bool { return secret.ValidPrefixedToken(SecretPrefix, s) }
 
 // Sign returns the webhook-signature header for one delivery attempt:
 // "v1," + base64(HMAC-SHA256(key, id "." ts "." body)). Like Polar, the

@@ -26,14 +26,12 @@ func TestSecretFormat(t *testing.T) {
 		seen[s] = true
 	}
 	// Checksums computed with Python's zlib.crc32 and Polar's base62
-	// encoding (zfill(6)).
+	// encoding (zfill(6)): ValidSecret holds exactly when the last six
+	// characters are the checksum of the 37 before them.
 	for random, sum := range map[string]string{
 		"abcdefghijklmnopqrstuvwxyzABCDEFGHIJK": "4WQsSZ",
 		"0000000000000000000000000000000000000": "3jnQlY",
 	} {
-		if got := checksum([]byte(random)); got != sum {
-			t.Errorf("checksum(%s) = %s, want %s", random, got, sum)
-		}
 		if !ValidSecret("whsec_" + random + sum) {
 			t.Errorf("whsec_%s%s is not valid", random, sum)
 		}

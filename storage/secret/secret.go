@@ -1,7 +1,9 @@
 // Package secret derives, hashes and compares the tokens seatd hands out:
 // invitation and session tokens are derived from SEATD_SECRET_KEY and a
-// random nonce, only their SHA-256 is stored, and comparisons are constant
-// time.
+// random nonce and only their SHA-256 is stored; credentials in Polar's
+// format (webhook secrets, organization access tokens) are random, with a
+// checksum, and an access token is stored as a hash keyed with
+// SEATD_SECRET_KEY. Comparisons are constant time.
 package secret
 
 import (
@@ -12,6 +14,9 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"errors"
+	"hash/crc32"
+	"math/big"
+	"strings"
 )
 
 // Keys derives the tokens seatd hands out but never stores. A token is
@@ -38,14 +43,28 @@ func (k Keys) IsZero() bool { return len(k.secret) == 0 }
 
 // Token derives the token for purpose and nonce.
 func (k Keys) Token(purpose string, nonce []byte) string {
+	return base64.RawURLEncoding.EncodeToString(k.mac(purpose, nonce))
+}
+
+// mac is HMAC-SHA256(secret, purpose || 0 || data): one key per purpose,
+// none of them related to another.
+func (k Keys) mac(purpose string, data []byte) []byte {
 	if len(k.secret) == 0 {
 		panic("secret: Keys used without a secret")
 	}
 	m := hmac.New(sha256.New, k.secret)
 	m.Write([]byte(purpose))
 	m.Write([]byte{0})
-	m.Write(nonce)
-	return base64.RawURLEncoding.EncodeToString(m.Sum(nil))
+	m.Write(data)
+	return m.Sum(nil)
+}
+
+// AccessTokenHash is what the database keeps of an organization access
+// token: a keyed hash, as Polar keeps HMAC-SHA256(SECRET, token). Unlike a
+// plain SHA-256, a copy of the database alone cannot test guesses offline;
+// the price is that rotating the secret key invalidates every such token.
+func (k Keys) AccessTokenHash(token string) []byte {
+	return k.mac("organization-access-token", []byte(token))
 }
 
 // InvitationToken is the claim token of the invitation with this nonce.
@@ -80,3 +99,59 @@ func HashTokenHex(token string) string { return hex.EncodeToString(HashToken(tok
 
 // SameHash compares two hashes in constant time.
 func SameHash(a, b []byte) bool { return subtle.ConstantTimeCompare(a, b) == 1 }
+
+const (
+	alnum          = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+	base62         = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+	randomLen      = 37
+	checksumLength = 6
+)
+
+// NewPrefixedToken returns a fresh credential in Polar's format (webhook
+// secrets, organization access tokens): prefix, 37 random alphanumerics
+// (about 220 bits), and the base62 CRC32 of those 37 characters,
+// zero-padded to 6, so a mistyped token is recognised without a lookup.
+func NewPrefixedToken(prefix string) string {
+	var b strings.Builder
+	b.WriteString(prefix)
+	n := big.NewInt(int64(len(alnum)))
+	random := make([]byte, randomLen)
+	for i := range random {
+		c, err := rand.Int(rand.Reader, n)
+		if err != nil {
+			panic(err) // crypto/rand never fails on supported platforms
+		}
+		random[i] = alnum[c.Int64()]
+	}
+	b.Write(random)
+	b.WriteString(checksum(random))
+	return b.String()
+}
+
+func checksum(random []byte) string {
+	n := crc32.ChecksumIEEE(random)
+	var out []byte
+	for n > 0 {
+		out = append([]byte{base62[n%62]}, out...)
+		n /= 62
+	}
+	for len(out) < checksumLength {
+		out = append([]byte{'0'}, out...)
+	}
+	return string(out)
+}
+
+// ValidPrefixedToken reports whether s has the format of
+// NewPrefixedToken(prefix) and a correct checksum.
+func ValidPrefixedToken(prefix, s string) bool {
+	rest, ok := strings.CutPrefix(s, prefix)
+	if !ok || len(rest) != randomLen+checksumLength {
+		return false
+	}
+	for i := range rest {
+		if !strings.ContainsRune(alnum, rune(rest[i])) {
+			return false
+		}
+	}
+	return checksum([]byte(rest[:randomLen])) == rest[randomLen:]
+}
