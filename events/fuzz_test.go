@@ -5,8 +5,9 @@ import (
 	"testing"
 )
 
-// FuzzDecodeSeatAssign: no input panics the decoder, and whatever it
-// accepts re-validates and round-trips, so no malformed assign is published.
+// FuzzDecodeSeatAssign: no input panics the decoders (the portal's and the
+// organization API's), and whatever they accept re-validates and
+// round-trips, so no malformed assign is published.
 func FuzzDecodeSeatAssign(f *testing.F) {
 	f.Add([]byte(`{"subscription_id":"7f0c1d2e-3b4a-4c5d-8e9f-0a1b2c3d4e5f","email":"a@example.com"}`))
 	f.Add([]byte(`{"order_id":"7f0c1d2e-3b4a-4c5d-8e9f-0a1b2c3d4e5f","customer_id":"7f0c1d2e-3b4a-4c5d-8e9f-0a1b2c3d4e5f","immediate_claim":true,"metadata":{"a":[1,{"b":null}]}}`))
@@ -14,6 +15,16 @@ func FuzzDecodeSeatAssign(f *testing.F) {
 	f.Add([]byte(`[]`))
 	f.Add([]byte(`{"email":"\u0000@x.y"}`))
 	f.Fuzz(func(t *testing.T, body []byte) {
+		if o, errs := DecodeOrgSeatAssign(body); errs == nil {
+			r := Request{ID: "7f0c1d2e-3b4a-4c5d-8e9f-0a1b2c3d4e5f", Op: OpAssign, OrganizationID: "7f0c1d2e-3b4a-4c5d-8e9f-0a1b2c3d4e5f", Assign: &o}
+			data, err := r.Encode()
+			if err != nil {
+				t.Fatalf("the organization API accepted %q but cannot publish it: %v", body, err)
+			}
+			if _, err := DecodeRequest(data); err != nil {
+				t.Fatalf("published organization message does not decode: %v", err)
+			}
+		}
 		a, errs := DecodeSeatAssign(body)
 		if errs != nil {
 			for _, e := range errs {

@@ -26,15 +26,19 @@ const (
 // recognised. Requests carry no secret: a claim carries the SHA-256 of the
 // invitation token, never the token.
 type Request struct {
-	ID         string      `json:"id"`
-	Op         Op          `json:"op"`
-	CustomerID string      `json:"customer_id,omitempty"` // the authenticated caller
-	MemberID   string      `json:"member_id,omitempty"`   // set for member sessions
-	Assign     *SeatAssign `json:"assign,omitempty"`
-	SeatID     string      `json:"seat_id,omitempty"`    // resend, revoke
-	TokenHash  string      `json:"token_hash,omitempty"` // claim: hex SHA-256 of the invitation token
-	BatchID    string      `json:"batch_id,omitempty"`
-	BatchIndex int         `json:"batch_index,omitempty"`
+	ID         string `json:"id"`
+	Op         Op     `json:"op"`
+	CustomerID string `json:"customer_id,omitempty"` // the authenticated customer (portal sessions)
+	MemberID   string `json:"member_id,omitempty"`   // set for member sessions
+	// OrganizationID is set instead of CustomerID for an organization's
+	// caller (an organization access token): it may act on any seat pool
+	// of its organization, and on nothing else.
+	OrganizationID string      `json:"organization_id,omitempty"`
+	Assign         *SeatAssign `json:"assign,omitempty"`
+	SeatID         string      `json:"seat_id,omitempty"`    // resend, revoke
+	TokenHash      string      `json:"token_hash,omitempty"` // claim: hex SHA-256 of the invitation token
+	BatchID        string      `json:"batch_id,omitempty"`
+	BatchIndex     int         `json:"batch_index,omitempty"`
 	// ReplyTo is a core NATS subject where the ingress that accepted the
 	// request waits for its Result; empty when nobody waits.
 	ReplyTo     string    `json:"reply_to,omitempty"`
@@ -85,6 +89,15 @@ func (r Request) Check() error {
 	if r.MemberID != "" && !IsUUID(r.MemberID) {
 		return bad("member_id is not a UUID")
 	}
+	if r.OrganizationID != "" && !IsUUID(r.OrganizationID) {
+		return bad("organization_id is not a UUID")
+	}
+	// A request acts for one caller: a customer (and perhaps one of its
+	// members), or an organization.
+	if r.OrganizationID != "" && (r.CustomerID != "" || r.MemberID != "") {
+		return bad("organization_id goes without customer_id and member_id")
+	}
+	caller := r.CustomerID != "" || r.OrganizationID != ""
 	if r.BatchID != "" && !IsUUID(r.BatchID) {
 		return bad("batch_id is not a UUID")
 	}
@@ -93,19 +106,27 @@ func (r Request) Check() error {
 	}
 	switch r.Op {
 	case OpAssign:
-		if r.CustomerID == "" || r.Assign == nil {
-			return bad("assign needs customer_id and assign")
+		if !caller || r.Assign == nil {
+			return bad("assign needs customer_id or organization_id, and assign")
 		}
 		if errs := r.Assign.Validate(); len(errs) > 0 {
 			return bad("%s", (&ValidationError{Detail: errs}).Error())
 		}
+		// The organization API's SeatAssign has no checkout_id (Polar's
+		// SeatAssign, not the portal's CustomerSeatAssign).
+		if r.OrganizationID != "" && r.Assign.CheckoutID != "" {
+			return bad("an organization's assign names a subscription or an order, not a checkout")
+		}
 	case OpResend, OpRevoke:
-		if r.CustomerID == "" || !IsUUID(r.SeatID) {
-			return bad("%s needs customer_id and seat_id", r.Op)
+		if !caller || !IsUUID(r.SeatID) {
+			return bad("%s needs customer_id or organization_id, and seat_id", r.Op)
 		}
 	case OpClaim:
 		if len(r.TokenHash) != 64 {
 			return bad("claim needs a token_hash")
+		}
+		if r.OrganizationID != "" {
+			return bad("a claim has no organization caller")
 		}
 	default:
 		return bad("unknown op %q", r.Op)
@@ -154,11 +175,14 @@ func (r Result) OK() bool { return r.Code == CodeOK }
 type Code string
 
 const (
-	CodeOK                  Code = "ok"
-	CodeInvalid             Code = "invalid_request"
-	CodeBadRequest          Code = "bad_request"
-	CodeUnauthorized        Code = "unauthorized"
-	CodeForbidden           Code = "forbidden"
+	CodeOK           Code = "ok"
+	CodeInvalid      Code = "invalid_request"
+	CodeBadRequest   Code = "bad_request"
+	CodeUnauthorized Code = "unauthorized"
+	CodeForbidden    Code = "forbidden"
+	// CodeInsufficientScope: a valid token without the scope an endpoint
+	// needs (RFC 6750's name, which Polar answers).
+	CodeInsufficientScope   Code = "insufficient_scope"
 	CodeSeatPricingDisabled Code = "seat_pricing_disabled"
 	CodeNotFound            Code = "not_found"
 	CodeOrderNotPaid        Code = "order_not_paid"

@@ -52,14 +52,23 @@ func WithPrefix(prefix []any, errs []FieldError) []FieldError {
 	return out
 }
 
-// DecodeSeatAssign parses and validates a SeatAssign body. It returns the
-// decoded value, or the list of everything wrong with it (locations are
-// relative to the body, starting with "body"). Unknown fields are ignored.
+// DecodeSeatAssign parses and validates the customer portal's SeatAssign
+// body (Polar's CustomerSeatAssign). It returns the decoded value, or the
+// list of everything wrong with it (locations are relative to the body,
+// starting with "body"). Unknown fields are ignored.
 //
 // What it accepts is exactly what the queue and the worker accept: the
 // metadata is kept as its compact JSON text (the canonical form, measured
 // once, here) and Encode and DecodeRequest carry it unchanged.
-func DecodeSeatAssign(body []byte) (SeatAssign, []FieldError) {
+func DecodeSeatAssign(body []byte) (SeatAssign, []FieldError) { return decodeSeatAssign(body, true) }
+
+// DecodeOrgSeatAssign parses and validates the organization API's body
+// (Polar's SeatAssign): as DecodeSeatAssign, but the container is exactly
+// one of subscription_id or order_id. It has no checkout_id, which is
+// ignored like any unknown field.
+func DecodeOrgSeatAssign(body []byte) (SeatAssign, []FieldError) { return decodeSeatAssign(body, false) }
+
+func decodeSeatAssign(body []byte, checkout bool) (SeatAssign, []FieldError) {
 	bodyErr := func(msg, typ string) (SeatAssign, []FieldError) {
 		return SeatAssign{}, []FieldError{{Loc: []any{"body"}, Msg: msg, Type: typ}}
 	}
@@ -96,10 +105,13 @@ func DecodeSeatAssign(body []byte) (SeatAssign, []FieldError) {
 	if k, dup := duplicateKey(body, 1); dup {
 		return SeatAssign{}, []FieldError{{Loc: []any{"body", k}, Msg: fmt.Sprintf("Duplicate key %q", k), Type: "value_error"}}
 	}
-	return validateFields(fields)
+	if !checkout {
+		delete(fields, "checkout_id")
+	}
+	return validateFields(fields, checkout)
 }
 
-func validateFields(fields map[string]json.RawMessage) (SeatAssign, []FieldError) {
+func validateFields(fields map[string]json.RawMessage, checkout bool) (SeatAssign, []FieldError) {
 	var (
 		a    SeatAssign
 		errs []FieldError
@@ -174,8 +186,11 @@ func validateFields(fields map[string]json.RawMessage) (SeatAssign, []FieldError
 	if len(errs) > 0 {
 		return SeatAssign{}, errs
 	}
-	if n := count(a.SubscriptionID, a.CheckoutID, a.OrderID); n != 1 {
+	switch n := count(a.SubscriptionID, a.CheckoutID, a.OrderID); {
+	case n != 1 && checkout:
 		errs = append(errs, FieldError{Loc: []any{"body"}, Msg: "Value error, exactly one of subscription_id, checkout_id or order_id must be provided", Type: "value_error"})
+	case n != 1:
+		errs = append(errs, FieldError{Loc: []any{"body"}, Msg: "Value error, exactly one of subscription_id or order_id must be provided", Type: "value_error"})
 	}
 	if n := count(a.Email, a.ExternalCustomerID, a.CustomerID); n != 1 {
 		errs = append(errs, FieldError{Loc: []any{"body"}, Msg: "Value error, exactly one of email, external_customer_id or customer_id must be provided", Type: "value_error"})
