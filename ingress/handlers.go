@@ -243,7 +243,7 @@ func (s *Server) list(w http.ResponseWriter, r *http.Request) {
 	} else {
 		ord = id
 	}
-	list, err := s.cfg.DB.ListSeats(r.Context(), sess.CustomerID, sub, ord)
+	list, err := s.cfg.DB.ListSeats(r.Context(), storage.Owner{CustomerID: sess.CustomerID}, sub, ord)
 	if err != nil {
 		s.fail(w, err)
 		return

@@ -11,13 +11,56 @@ import (
 	"github.com/seatd/seatd/events"
 )
 
-// Caller is the ledger's owner of a request: the customer for portal
-// requests, and the token hash for the unauthenticated claim.
+// Owner is whom a caller acts for, and what its reads and writes are
+// scoped to: a customer (portal sessions, for the customer's own pools) or
+// an organization (organization access tokens, for every pool of the
+// organization). Exactly one is set.
+type Owner struct {
+	CustomerID     string
+	OrganizationID string
+}
+
+// OwnerOf is the owner a request acts for.
+func OwnerOf(r events.Request) Owner {
+	return Owner{CustomerID: r.CustomerID, OrganizationID: r.OrganizationID}
+}
+
+// Ledger is the owner's key space in the request ledger: its
+// Idempotency-Keys, requests and batches. A customer's is its id (shared by
+// its sessions and its members'), an organization's "org:<id>" (shared by
+// its tokens).
+func (o Owner) Ledger() string {
+	if o.OrganizationID != "" {
+		return "org:" + o.OrganizationID
+	}
+	return o.CustomerID
+}
+
+// where is the SQL condition that a row belongs to o, given the columns
+// naming the row's owning customer and its organization, with o's id as
+// parameter $n.
+func (o Owner) where(customerCol, orgCol string, n int) (string, string) {
+	if o.OrganizationID != "" {
+		return fmt.Sprintf("%s = $%d", orgCol, n), o.OrganizationID
+	}
+	return fmt.Sprintf("%s = $%d", customerCol, n), o.CustomerID
+}
+
+// owns reports whether pool p belongs to o.
+func (o Owner) owns(p *pool) bool {
+	if o.OrganizationID != "" {
+		return p.orgID == o.OrganizationID
+	}
+	return p.customerID == o.CustomerID
+}
+
+// Caller is the ledger's owner of a request: its Owner's Ledger, and the
+// token hash for the unauthenticated claim.
 func Caller(r events.Request) string {
 	if r.Op == events.OpClaim {
 		return "claim:" + r.TokenHash
 	}
-	return r.CustomerID
+	return OwnerOf(r).Ledger()
 }
 
 // applyOne records one request in the ledger and applies it: the serial

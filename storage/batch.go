@@ -311,7 +311,7 @@ func (db *DB) assignSet(ctx context.Context, tx pgx.Tx, st Settings, reqs []even
 			}
 			c, ok := found[a.CheckoutID]
 			switch {
-			case !ok || c.customer != reqs[k].CustomerID:
+			case !ok || c.customer != reqs[k].CustomerID: // only customers name checkouts
 				refuse(k, events.CodeNotFound, "Checkout not found")
 				delete(pending, k)
 			case c.subID != nil:
@@ -378,7 +378,7 @@ func (db *DB) assignSet(ctx context.Context, tx pgx.Tx, st Settings, reqs []even
 		}
 		r := ref[k]
 		p := pools[r]
-		if p == nil || p.customerID != reqs[k].CustomerID {
+		if p == nil || !OwnerOf(reqs[k]).owns(p) {
 			kind := "Subscription"
 			if r.table == "orders" {
 				kind = "Order"

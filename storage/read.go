@@ -19,7 +19,7 @@ type SeatList struct {
 }
 
 // ListSeats lists a subscription's or an order's seats, scoped to owner.
-func (db *DB) ListSeats(ctx context.Context, owner, subscriptionID, orderID string) (SeatList, error) {
+func (db *DB) ListSeats(ctx context.Context, owner Owner, subscriptionID, orderID string) (SeatList, error) {
 	table, column, id, kind := "subscriptions", "subscription_id", subscriptionID, "Subscription"
 	if orderID != "" {
 		table, column, id, kind = "orders", "order_id", orderID, "Order"
@@ -31,9 +31,10 @@ func (db *DB) ListSeats(ctx context.Context, owner, subscriptionID, orderID stri
 	var out SeatList
 	var used int
 	var pricing bool
+	owned, ownerID := owner.where("p.customer_id", "c.organization_id", 2)
 	err := db.Pool.QueryRow(ctx, `SELECT p.seats, p.seats_used, o.seat_based_pricing FROM `+table+` p
 		JOIN customers c ON c.id = p.customer_id JOIN organizations o ON o.id = c.organization_id
-		WHERE p.id = $1 AND p.customer_id = $2`, id, owner).Scan(&out.TotalSeats, &used, &pricing)
+		WHERE p.id = $1 AND `+owned, id, ownerID).Scan(&out.TotalSeats, &used, &pricing)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return SeatList{}, notFound
 	}

@@ -114,13 +114,14 @@ func (p pool) kind() string {
 // commit, no other transaction can change this pool's seats_used, so the
 // capacity check and the seat insert that follows are atomic across any
 // number of workers.
-func lockPool(ctx context.Context, tx pgx.Tx, table, id, owner string) (pool, error) {
+func lockPool(ctx context.Context, tx pgx.Tx, table, id string, owner Owner) (pool, error) {
 	p := pool{table: table, id: id}
+	owned, ownerID := owner.where("p.customer_id", "c.organization_id", 2)
 	err := tx.QueryRow(ctx, `SELECT p.customer_id, c.email, c.organization_id, o.name, p.product_name, p.status,
 			p.seats, p.seats_used, o.seat_based_pricing, o.member_model
 		FROM `+table+` p JOIN customers c ON c.id = p.customer_id JOIN organizations o ON o.id = c.organization_id
-		WHERE p.id = $1 AND p.customer_id = $2
-		FOR UPDATE OF p`, id, owner).
+		WHERE p.id = $1 AND `+owned+`
+		FOR UPDATE OF p`, id, ownerID).
 		Scan(&p.customerID, &p.customerEmail, &p.orgID, &p.orgName, &p.productName, &p.status, &p.seats, &p.used, &p.seatPricing, &p.memberModel)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return pool{}, events.Errorf(events.CodeNotFound, "%s not found", p.kind())
@@ -128,8 +129,9 @@ func lockPool(ctx context.Context, tx pgx.Tx, table, id, owner string) (pool, er
 	return p, err
 }
 
-// resolvePool finds the pool an assign names, scoped to the caller.
-func resolvePool(ctx context.Context, tx pgx.Tx, a *events.SeatAssign, caller string) (pool, error) {
+// resolvePool finds the pool an assign names, scoped to the caller. Only a
+// customer names a checkout (events.Request.Check).
+func resolvePool(ctx context.Context, tx pgx.Tx, a *events.SeatAssign, caller Owner) (pool, error) {
 	switch {
 	case a.SubscriptionID != "":
 		return lockPool(ctx, tx, "subscriptions", a.SubscriptionID, caller)
@@ -138,7 +140,7 @@ func resolvePool(ctx context.Context, tx pgx.Tx, a *events.SeatAssign, caller st
 	}
 	var subID, orderID *string
 	err := tx.QueryRow(ctx, `SELECT subscription_id, order_id FROM checkouts WHERE id = $1 AND customer_id = $2`,
-		a.CheckoutID, caller).Scan(&subID, &orderID)
+		a.CheckoutID, caller.CustomerID).Scan(&subID, &orderID)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return pool{}, events.Errorf(events.CodeNotFound, "Checkout not found")
 	}
@@ -229,7 +231,7 @@ func findOrCreateMember(ctx context.Context, tx pgx.Tx, customerID, email string
 // seat-based pricing, payment, (lock) capacity, recipient, duplicate.
 func (db *DB) assign(ctx context.Context, tx pgx.Tx, st Settings, r events.Request, now time.Time) (events.Result, error) {
 	a := r.Assign
-	p, err := resolvePool(ctx, tx, a, r.CustomerID)
+	p, err := resolvePool(ctx, tx, a, OwnerOf(r))
 	if err != nil {
 		return events.Result{}, err
 	}
@@ -354,13 +356,15 @@ func queueOutbox(b *pgx.Batch, subject, msgID string, v any) error {
 
 // lockOwnedSeat reads a seat in one of owner's pools and takes its row lock.
 // A seat in someone else's pool is reported exactly like a missing one.
-func lockOwnedSeat(ctx context.Context, tx pgx.Tx, seatID, owner string) (seatRow, error) {
+func lockOwnedSeat(ctx context.Context, tx pgx.Tx, seatID string, owner Owner) (seatRow, error) {
 	var found bool
+	owned, ownerID := owner.where("buyer.id", "buyer.organization_id", 2)
 	err := tx.QueryRow(ctx, `SELECT true FROM seats s
 		LEFT JOIN subscriptions sub ON sub.id = s.subscription_id
 		LEFT JOIN orders o ON o.id = s.order_id
-		WHERE s.id = $1 AND coalesce(sub.customer_id, o.customer_id) = $2
-		FOR UPDATE OF s`, seatID, owner).Scan(&found)
+		JOIN customers buyer ON buyer.id = coalesce(sub.customer_id, o.customer_id)
+		WHERE s.id = $1 AND `+owned+`
+		FOR UPDATE OF s`, seatID, ownerID).Scan(&found)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return seatRow{}, events.Errorf(events.CodeNotFound, "Seat not found")
 	}
@@ -371,7 +375,7 @@ func lockOwnedSeat(ctx context.Context, tx pgx.Tx, seatID, owner string) (seatRo
 }
 
 func (db *DB) resend(ctx context.Context, tx pgx.Tx, st Settings, r events.Request, now time.Time) (events.Result, error) {
-	seat, err := lockOwnedSeat(ctx, tx, r.SeatID, r.CustomerID)
+	seat, err := lockOwnedSeat(ctx, tx, r.SeatID, OwnerOf(r))
 	if err != nil {
 		return events.Result{}, err
 	}
@@ -401,7 +405,7 @@ func (db *DB) resend(ctx context.Context, tx pgx.Tx, st Settings, r events.Reque
 }
 
 func (db *DB) revoke(ctx context.Context, tx pgx.Tx, r events.Request, now time.Time) (events.Result, error) {
-	seat, err := lockOwnedSeat(ctx, tx, r.SeatID, r.CustomerID)
+	seat, err := lockOwnedSeat(ctx, tx, r.SeatID, OwnerOf(r))
 	if err != nil {
 		return events.Result{}, err
 	}

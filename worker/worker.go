@@ -304,7 +304,8 @@ func salvage(data []byte) *events.Request {
 	if _, err := uuid.Parse(r.ID); err != nil || len(r.ID) != 36 {
 		return nil
 	}
-	return &events.Request{ID: r.ID, Op: r.Op, CustomerID: r.CustomerID, TokenHash: r.TokenHash, ReplyTo: r.ReplyTo}
+	return &events.Request{ID: r.ID, Op: r.Op, CustomerID: r.CustomerID, OrganizationID: r.OrganizationID, TokenHash: r.TokenHash,
+		ReplyTo: r.ReplyTo}
 }
 
 func truncate(s string, n int) string {

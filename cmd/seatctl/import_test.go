@@ -20,6 +20,7 @@ import (
 	"github.com/seatd/seatd/cmd/seatdtest"
 	"github.com/seatd/seatd/events"
 	"github.com/seatd/seatd/ingress/importer"
+	"github.com/seatd/seatd/storage"
 )
 
 // importEnv is a running pipeline (Postgres, JetStream, worker) with a
@@ -81,7 +82,7 @@ func (ie *importEnv) write(t testing.TB, name, content string) string {
 // seats lists the tenant subscription's seats, by email.
 func (ie *importEnv) seats(t testing.TB) map[string]events.CustomerSeat {
 	t.Helper()
-	list, err := ie.DB.ListSeats(context.Background(), ie.ten.CustomerID, ie.ten.SubscriptionID, "")
+	list, err := ie.DB.ListSeats(context.Background(), storage.Owner{CustomerID: ie.ten.CustomerID}, ie.ten.SubscriptionID, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -244,7 +245,7 @@ func TestImportRecipientsIntoOrder(t *testing.T) {
 	}
 	wantSummary(t, res, importer.Summary{Format: "csv", OrderID: order, Rows: 4, Valid: 4, Published: 4, Succeeded: 3,
 		Failed: map[string]int{"not_found": 1}})
-	list, err := ie.DB.ListSeats(ctx, ie.ten.CustomerID, "", order)
+	list, err := ie.DB.ListSeats(ctx, storage.Owner{CustomerID: ie.ten.CustomerID}, "", order)
 	if err != nil {
 		t.Fatal(err)
 	}
