@@ -1,5 +1,10 @@
 // Package ingress is seatd's thin HTTP edge.
 //
+// It serves two seat APIs on one set of handlers: the customer portal's
+// (/v1/customer-portal/seats, for a customer's or member's session, on the
+// customer's own pools) and the organization API (/v1/customer-seats, for
+// an organization access token, on every pool of the organization).
+//
 // It authenticates the bearer token, validates the body, records the
 // request as queued in the ledger, publishes it to JetStream and waits a
 // bounded time for the worker's answer (or answers 202 at once for

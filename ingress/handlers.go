@@ -78,29 +78,94 @@ func wantsAsync(r *http.Request) bool {
 	return false
 }
 
+// caller is who an authenticated request acts for: a customer (or one of
+// its members) through the customer portal, or an organization through the
+// organization API.
+type caller struct {
+	storage.Owner
+	memberID string // a member session's member
+	bucket   string // keys its rate-limit buckets: the session's or the token's id
+}
+
+// request starts a request the caller makes.
+func (c caller) request(op events.Op, now time.Time) events.Request {
+	return events.Request{ID: newRequestID(), Op: op, CustomerID: c.CustomerID, MemberID: c.memberID,
+		OrganizationID: c.OrganizationID, SubmittedAt: now}
+}
+
+// access is what an endpoint needs of its caller.
+type access int
+
+const (
+	readAccess  access = iota // list a pool's seats
+	pollAccess                // read the outcome of the caller's own request or batch
+	writeAccess               // assign, batch, resend, revoke
+)
+
+// seatAPI is the Server serving one of its two seat APIs: the customer
+// portal's (/v1/customer-portal/seats, customer and member sessions) and
+// the organization API (/v1/customer-seats, organization access tokens).
+// Every handler body is shared, so both have the same ledger,
+// Idempotency-Keys, async answers, polling and batches; what differs is
+// who may call, the assign body's schema and where the routes live.
+type seatAPI struct {
+	*Server
+	prefix    string // its routes' root; 202 answers' Locations point under it
+	seatParam string // the name of the seat id in paths, as Polar names it
+	// authorize authenticates the caller and checks that it may do what
+	// need says, answering the request when it may not.
+	authorize    func(w http.ResponseWriter, r *http.Request, need access) (caller, bool)
+	decodeAssign func([]byte) (events.SeatAssign, []events.FieldError)
+}
+
+func (s *Server) portalAPI() seatAPI {
+	return seatAPI{Server: s, prefix: "/v1/customer-portal/seats", seatParam: "id", authorize: s.portalAuth,
+		decodeAssign: events.DecodeSeatAssign}
+}
+
+func (s seatAPI) routes(m *http.ServeMux) {
+	m.HandleFunc("POST "+s.prefix, s.assign)
+	m.HandleFunc("GET "+s.prefix, s.list)
+	m.HandleFunc("POST "+s.prefix+"/batch", s.batch)
+	m.HandleFunc("GET "+s.prefix+"/batches/{id}", s.getBatch)
+	m.HandleFunc("GET "+s.prefix+"/requests/{id}", s.getRequest)
+	m.HandleFunc("POST "+s.prefix+"/{"+s.seatParam+"}/resend", s.resend)
+	m.HandleFunc("DELETE "+s.prefix+"/{"+s.seatParam+"}", s.revoke)
+}
+
+// readAuth authenticates a read and takes it from the caller's read
+// bucket (apart from its writes, so polling never starves writing).
+func (s seatAPI) readAuth(w http.ResponseWriter, r *http.Request, need access) (caller, bool) {
+	c, ok := s.authorize(w, r, need)
+	if !ok || !s.allow(w, "read:"+c.bucket) {
+		return c, false
+	}
+	return c, true
+}
+
 // writePrelude authenticates, rate-limits and reads the body of a write
 // endpoint. It answers and returns ok=false on any failure.
-func (s *Server) writePrelude(w http.ResponseWriter, r *http.Request, limit int64) (storage.Session, string, []byte, bool) {
-	sess, ok := s.auth(w, r, storage.ScopeWrite, true)
+func (s seatAPI) writePrelude(w http.ResponseWriter, r *http.Request, limit int64) (caller, string, []byte, bool) {
+	c, ok := s.authorize(w, r, writeAccess)
 	if !ok {
-		return sess, "", nil, false
+		return c, "", nil, false
 	}
-	if !s.allow(w, sess.ID) {
-		return sess, "", nil, false
+	if !s.allow(w, c.bucket) {
+		return c, "", nil, false
 	}
 	key, err := idempotencyKey(r)
 	if err != nil {
 		s.fail(w, err)
-		return sess, "", nil, false
+		return c, "", nil, false
 	}
 	var body []byte
 	if limit > 0 {
 		if body, err = s.readBody(w, r, limit); err != nil {
 			s.fail(w, err)
-			return sess, "", nil, false
+			return c, "", nil, false
 		}
 	}
-	return sess, key, body, true
+	return c, key, body, true
 }
 
 func (s *Server) allow(w http.ResponseWriter, key string) bool {
@@ -116,49 +181,44 @@ func tooMany(w http.ResponseWriter, retry time.Duration) {
 	writeError(w, events.Errorf(events.CodeRateLimited, "Too many requests; retry later"))
 }
 
-func newRequest(op events.Op, sess storage.Session) events.Request {
-	return events.Request{ID: newRequestID(), Op: op, CustomerID: sess.CustomerID, MemberID: sess.MemberID,
-		SubmittedAt: time.Now().UTC()}
-}
-
-// POST /v1/customer-portal/seats
-func (s *Server) assign(w http.ResponseWriter, r *http.Request) {
-	sess, key, body, ok := s.writePrelude(w, r, MaxBody)
+// POST {prefix}
+func (s seatAPI) assign(w http.ResponseWriter, r *http.Request) {
+	c, key, body, ok := s.writePrelude(w, r, MaxBody)
 	if !ok {
 		return
 	}
-	a, errs := events.DecodeSeatAssign(body)
+	a, errs := s.decodeAssign(body)
 	if errs != nil {
 		s.fail(w, invalid(errs...))
 		return
 	}
-	req := newRequest(events.OpAssign, sess)
+	req := c.request(events.OpAssign, time.Now().UTC())
 	req.Assign = &a
 	req.ReplyTo = s.inbox + "." + req.ID
 	canonical, _ := events.Marshal(a)
-	s.submit(w, r, submission{req: req, key: key, bodyHash: hashOf([]byte(events.OpAssign), canonical), async: wantsAsync(r)})
+	s.submit(w, r, submission{req: req, key: key, bodyHash: hashOf([]byte(events.OpAssign), canonical), async: wantsAsync(r), poll: s.prefix})
 }
 
-// POST /v1/customer-portal/seats/{id}/resend
-func (s *Server) resend(w http.ResponseWriter, r *http.Request) { s.seatOp(w, r, events.OpResend) }
+// POST {prefix}/{id}/resend
+func (s seatAPI) resend(w http.ResponseWriter, r *http.Request) { s.seatOp(w, r, events.OpResend) }
 
-// DELETE /v1/customer-portal/seats/{id}
-func (s *Server) revoke(w http.ResponseWriter, r *http.Request) { s.seatOp(w, r, events.OpRevoke) }
+// DELETE {prefix}/{id}
+func (s seatAPI) revoke(w http.ResponseWriter, r *http.Request) { s.seatOp(w, r, events.OpRevoke) }
 
-func (s *Server) seatOp(w http.ResponseWriter, r *http.Request, op events.Op) {
-	sess, key, _, ok := s.writePrelude(w, r, 0)
+func (s seatAPI) seatOp(w http.ResponseWriter, r *http.Request, op events.Op) {
+	c, key, _, ok := s.writePrelude(w, r, 0)
 	if !ok {
 		return
 	}
-	seatID, ok := events.ParseUUID(r.PathValue("id"))
+	seatID, ok := events.ParseUUID(r.PathValue(s.seatParam))
 	if !ok { // as Polar: a malformed id is a validation error, not a missing seat
-		s.fail(w, invalid(events.FieldError{Loc: []any{"path", "id"}, Msg: "Input should be a valid UUID", Type: "uuid_parsing"}))
+		s.fail(w, invalid(events.FieldError{Loc: []any{"path", s.seatParam}, Msg: "Input should be a valid UUID", Type: "uuid_parsing"}))
 		return
 	}
-	req := newRequest(op, sess)
+	req := c.request(op, time.Now().UTC())
 	req.SeatID = seatID
 	req.ReplyTo = s.inbox + "." + req.ID
-	s.submit(w, r, submission{req: req, key: key, bodyHash: hashOf([]byte(op), []byte(seatID)), async: wantsAsync(r)})
+	s.submit(w, r, submission{req: req, key: key, bodyHash: hashOf([]byte(op), []byte(seatID)), async: wantsAsync(r), poll: s.prefix})
 }
 
 // POST /v1/customer-seats/claim: no session; the token is the credential.
@@ -215,9 +275,9 @@ func (s *Server) claimInfo(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, 200, info)
 }
 
-// GET /v1/customer-portal/seats?subscription_id=... | order_id=...
-func (s *Server) list(w http.ResponseWriter, r *http.Request) {
-	sess, ok := s.readAuth(w, r)
+// GET {prefix}?subscription_id=... | order_id=...
+func (s seatAPI) list(w http.ResponseWriter, r *http.Request) {
+	c, ok := s.readAuth(w, r, readAccess)
 	if !ok {
 		return
 	}
@@ -243,7 +303,7 @@ func (s *Server) list(w http.ResponseWriter, r *http.Request) {
 	} else {
 		ord = id
 	}
-	list, err := s.cfg.DB.ListSeats(r.Context(), storage.Owner{CustomerID: sess.CustomerID}, sub, ord)
+	list, err := s.cfg.DB.ListSeats(r.Context(), c.Owner, sub, ord)
 	if err != nil {
 		s.fail(w, err)
 		return
@@ -278,13 +338,13 @@ func viewOf(rec storage.Record) requestView {
 	return v
 }
 
-// GET /v1/customer-portal/seats/requests/{id}
-func (s *Server) getRequest(w http.ResponseWriter, r *http.Request) {
-	sess, ok := s.readAuth(w, r)
+// GET {prefix}/requests/{id}
+func (s seatAPI) getRequest(w http.ResponseWriter, r *http.Request) {
+	c, ok := s.readAuth(w, r, pollAccess)
 	if !ok {
 		return
 	}
-	rec, err := s.cfg.DB.Request(r.Context(), strings.ToLower(r.PathValue("id")), sess.CustomerID)
+	rec, err := s.cfg.DB.Request(r.Context(), strings.ToLower(r.PathValue("id")), c.Ledger())
 	if err != nil {
 		s.fail(w, err)
 		return
@@ -292,9 +352,9 @@ func (s *Server) getRequest(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, 200, viewOf(rec))
 }
 
-// POST /v1/customer-portal/seats/batch
-func (s *Server) batch(w http.ResponseWriter, r *http.Request) {
-	sess, key, body, ok := s.writePrelude(w, r, MaxBatchBody)
+// POST {prefix}/batch
+func (s seatAPI) batch(w http.ResponseWriter, r *http.Request) {
+	c, key, body, ok := s.writePrelude(w, r, MaxBatchBody)
 	if !ok {
 		return
 	}
@@ -321,13 +381,13 @@ func (s *Server) batch(w http.ResponseWriter, r *http.Request) {
 	canon := make([][]byte, 0, len(in.Items)+1)
 	canon = append(canon, []byte("batch"))
 	for i, raw := range in.Items {
-		a, fe := events.DecodeSeatAssign(raw)
+		a, fe := s.decodeAssign(raw)
 		if fe != nil {
 			errs = append(errs, events.WithPrefix([]any{"body", "items", i}, stripBody(fe))...)
 			continue
 		}
-		reqs[i] = events.Request{ID: newRequestID(), Op: events.OpAssign, CustomerID: sess.CustomerID, MemberID: sess.MemberID,
-			Assign: &a, BatchID: batchID, BatchIndex: i, SubmittedAt: now}
+		reqs[i] = c.request(events.OpAssign, now)
+		reqs[i].Assign, reqs[i].BatchID, reqs[i].BatchIndex = &a, batchID, i
 		c, _ := events.Marshal(a)
 		canon = append(canon, c)
 	}
@@ -335,7 +395,7 @@ func (s *Server) batch(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, invalid(errs...)) // nothing of an invalid batch is published
 		return
 	}
-	b, err := s.cfg.DB.SubmitBatch(r.Context(), batchID, sess.CustomerID, key, hashOf(canon...), reqs)
+	b, err := s.cfg.DB.SubmitBatch(r.Context(), batchID, c.Ledger(), key, hashOf(canon...), reqs)
 	if err != nil {
 		s.fail(w, err)
 		return
@@ -360,7 +420,7 @@ func (s *Server) batch(w http.ResponseWriter, r *http.Request) {
 			s.log.Warn("batch publish incomplete; the requeuer will finish it", "batch_id", batchID, "err", err)
 		}
 	}
-	w.Header().Set("Location", "/v1/customer-portal/seats/batches/"+b.ID)
+	w.Header().Set("Location", s.prefix+"/batches/"+b.ID)
 	writeJSON(w, http.StatusAccepted, map[string]any{"batch_id": b.ID, "status": "queued", "size": len(reqs)})
 }
 
@@ -377,13 +437,13 @@ func stripBody(errs []events.FieldError) []events.FieldError {
 	return out
 }
 
-// GET /v1/customer-portal/seats/batches/{id}
-func (s *Server) getBatch(w http.ResponseWriter, r *http.Request) {
-	sess, ok := s.readAuth(w, r)
+// GET {prefix}/batches/{id}
+func (s seatAPI) getBatch(w http.ResponseWriter, r *http.Request) {
+	c, ok := s.readAuth(w, r, pollAccess)
 	if !ok {
 		return
 	}
-	b, err := s.cfg.DB.Batch(r.Context(), strings.ToLower(r.PathValue("id")), sess.CustomerID)
+	b, err := s.cfg.DB.Batch(r.Context(), strings.ToLower(r.PathValue("id")), c.Ledger())
 	if err != nil {
 		s.fail(w, err)
 		return

@@ -207,7 +207,9 @@ func TestWrongMethodIs405(t *testing.T) {
 		{"PUT", seatsPath, "GET, HEAD, POST"},
 		{"PATCH", seatsPath + "/00000000-0000-4000-8000-000000000000", "DELETE"},
 		{"GET", seatsPath + "/batch", "POST, DELETE"}, // DELETE: "batch" as a seat id
-		{"DELETE", "/v1/customer-seats/claim", "POST"},
+		// DELETE: "claim" as a seat id of the organization API, as in Polar.
+		{"GET", "/v1/customer-seats/claim", "POST, DELETE"},
+		{"PATCH", "/v1/customer-seats/00000000-0000-4000-8000-000000000000", "DELETE"},
 		{"POST", "/v1/customer-seats/claim/abc", "GET, HEAD"},
 		{"POST", "/healthz", "GET, HEAD"},
 	} {

@@ -72,8 +72,9 @@ type Server struct {
 	handler  http.Handler // mux with metrics, tracing and the access log
 
 	// ledger records requests as queued, many callers per statement.
-	ledger   *storage.SubmitGroup
-	sessions sessionCache
+	ledger    *storage.SubmitGroup
+	sessions  *tokenCache[storage.Session]
+	orgTokens *tokenCache[storage.OrgToken]
 	// Publishes that the caller does not wait for: accepted async requests,
 	// and sync ones whose publish failed. At most cap(publishing) at once;
 	// past that, and after Close, the requeuer publishes from the ledger.
@@ -119,6 +120,10 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.sub = sub
 	s.ledger = cfg.DB.NewSubmitGroup(0)
+	s.sessions = newTokenCache(cfg.DB.Authenticate, func(sess storage.Session, now time.Time) bool { return now.Before(sess.ExpiresAt) })
+	s.orgTokens = newTokenCache(func(ctx context.Context, token string) (storage.OrgToken, error) {
+		return cfg.DB.AuthenticateOrgToken(ctx, cfg.Keys, token)
+	}, storage.OrgToken.LiveAt)
 	s.bg, s.stopBG = context.WithCancel(context.Background())
 	s.publishing = make(chan struct{}, 10000)
 	s.routes()
@@ -148,13 +153,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.handler.S
 
 func (s *Server) routes() {
 	m := http.NewServeMux()
-	m.HandleFunc("POST /v1/customer-portal/seats", s.assign)
-	m.HandleFunc("GET /v1/customer-portal/seats", s.list)
-	m.HandleFunc("POST /v1/customer-portal/seats/batch", s.batch)
-	m.HandleFunc("GET /v1/customer-portal/seats/batches/{id}", s.getBatch)
-	m.HandleFunc("GET /v1/customer-portal/seats/requests/{id}", s.getRequest)
-	m.HandleFunc("POST /v1/customer-portal/seats/{id}/resend", s.resend)
-	m.HandleFunc("DELETE /v1/customer-portal/seats/{id}", s.revoke)
+	s.portalAPI().routes(m)
+	s.orgAPI().routes(m)
 	m.HandleFunc("GET /v1/customer-seats/claim/{token}", s.claimInfo)
 	m.HandleFunc("POST /v1/customer-seats/claim", s.claim)
 	m.HandleFunc("GET /claim", s.claimPage)
@@ -241,29 +241,40 @@ func bearerToken(r *http.Request) string {
 // errNoAccess is Polar's answer to a member without a billing role.
 var errNoAccess = events.Errorf(events.CodeForbidden, "Only owners and billing managers can access billing features.")
 
-// auth authenticates the bearer token and checks scope and, for writes,
-// role: every member may read, only a customer or an owner or billing
-// manager member may write (Polar's CustomerPortalUnionRead and
-// CustomerPortalUnionBillingWrite). A client address that keeps sending
-// bad tokens is answered 429 before any lookup.
-func (s *Server) auth(w http.ResponseWriter, r *http.Request, scope string, manage bool) (storage.Session, bool) {
+// authenticate looks the request's bearer token up with lookup. A client
+// address that keeps sending bad tokens is answered 429 before any lookup;
+// a missing token, and one lookup refuses (401), charge that address.
+func authenticate[T any](s *Server, w http.ResponseWriter, r *http.Request, lookup func(context.Context, string) (T, error)) (T, bool) {
+	var none T
 	ip := clientIP(r)
 	if blocked, retry := s.authFail.blocked(ip); blocked {
 		tooMany(w, retry)
-		return storage.Session{}, false
+		return none, false
 	}
 	token := bearerToken(r)
 	if token == "" {
 		s.authFail.charge(ip)
 		s.fail(w, events.Errorf(events.CodeUnauthorized, "Authentication required"))
-		return storage.Session{}, false
+		return none, false
 	}
-	sess, err := s.sessions.authenticate(r.Context(), s.cfg.DB, token)
+	v, err := lookup(r.Context(), token)
 	if err != nil {
 		if events.ErrorCode(err) == events.CodeUnauthorized {
 			s.authFail.charge(ip)
 		}
 		s.fail(w, err)
+		return none, false
+	}
+	return v, true
+}
+
+// auth authenticates a customer or member session and checks scope and,
+// for writes, role: every member may read, only a customer or an owner or
+// billing manager member may write (Polar's CustomerPortalUnionRead and
+// CustomerPortalUnionBillingWrite).
+func (s *Server) auth(w http.ResponseWriter, r *http.Request, scope string, manage bool) (storage.Session, bool) {
+	sess, ok := authenticate(s, w, r, s.sessions.authenticate)
+	if !ok {
 		return storage.Session{}, false
 	}
 	if !sess.HasScope(scope) {
@@ -277,14 +288,18 @@ func (s *Server) auth(w http.ResponseWriter, r *http.Request, scope string, mana
 	return sess, true
 }
 
-// readAuth authenticates a read and takes it from the session's read
-// bucket (apart from its writes, so polling never starves writing).
-func (s *Server) readAuth(w http.ResponseWriter, r *http.Request) (storage.Session, bool) {
-	sess, ok := s.auth(w, r, storage.ScopeRead, false)
-	if !ok || !s.allow(w, "read:"+sess.ID) {
-		return sess, false
+// portalAuth is the customer portal's authorization: a customer or member
+// session (auth).
+func (s *Server) portalAuth(w http.ResponseWriter, r *http.Request, need access) (caller, bool) {
+	scope, manage := storage.ScopeRead, false
+	if need == writeAccess {
+		scope, manage = storage.ScopeWrite, true
 	}
-	return sess, true
+	sess, ok := s.auth(w, r, scope, manage)
+	if !ok {
+		return caller{}, false
+	}
+	return caller{Owner: storage.Owner{CustomerID: sess.CustomerID}, memberID: sess.MemberID, bucket: sess.ID}, true
 }
 
 // submission carries a request through record → publish → wait → answer.
@@ -293,6 +308,9 @@ type submission struct {
 	key      string
 	bodyHash []byte
 	async    bool
+	// poll is the API the request came through: its outcome is polled
+	// under poll + "/requests/".
+	poll string
 	// claim: the caller has no session, so it can read no queued request;
 	// it is answered in this response or told to retry with its key.
 	claim bool
@@ -318,10 +336,10 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request, sub submission) 
 		// The first call is still in flight: wait for its outcome in the
 		// ledger, as it was not published with our reply inbox.
 		if sub.async {
-			s.writeQueued(w, rec.ID)
+			s.writeQueued(w, sub.poll, rec.ID)
 			return
 		}
-		s.awaitLedger(w, r, rec.ID, req, sub.claim)
+		s.awaitLedger(w, r, rec.ID, sub)
 		return
 	}
 	if sub.async {
@@ -335,7 +353,7 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request, sub submission) 
 		}
 		telemetry.InjectNATS(ctx, m.Header) // the worker's span joins this request's trace
 		s.publishInBackground(req.ID, m)
-		s.writeQueued(w, req.ID)
+		s.writeQueued(w, sub.poll, req.ID)
 		return
 	}
 	ch, cancel := s.wait(req.ID)
@@ -354,7 +372,7 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request, sub submission) 
 		m, _ := stream.RequestMsg(req) // it encoded a moment ago
 		telemetry.InjectNATS(ctx, m.Header)
 		s.publishInBackground(req.ID, m)
-		s.writePending(w, req.ID, sub.claim)
+		s.writePending(w, req.ID, sub)
 		return
 	}
 	timer := time.NewTimer(s.cfg.SyncTimeout)
@@ -363,7 +381,7 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request, sub submission) 
 	case res := <-ch:
 		s.writeResult(w, res)
 	case <-timer.C:
-		s.writePending(w, req.ID, sub.claim)
+		s.writePending(w, req.ID, sub)
 	case <-ctx.Done():
 		// The caller left; the request goes on and can be polled.
 	}
@@ -392,9 +410,9 @@ func (s *Server) publishFailed(ctx context.Context, w http.ResponseWriter, req e
 // writePending answers a request whose outcome is not known yet: 202 and a
 // Location to poll, or for a claim (whose caller cannot poll) 503 with
 // Retry-After: the same Idempotency-Key then collects the outcome.
-func (s *Server) writePending(w http.ResponseWriter, id string, claim bool) {
-	if !claim {
-		s.writeQueued(w, id)
+func (s *Server) writePending(w http.ResponseWriter, id string, sub submission) {
+	if !sub.claim {
+		s.writeQueued(w, sub.poll, id)
 		return
 	}
 	w.Header().Set("Retry-After", "1")
@@ -495,11 +513,12 @@ func (s *Server) publishRetrying(ctx context.Context, id string, m stream.Msg, p
 	}
 }
 
-// awaitLedger waits for a request's outcome by polling the ledger.
-func (s *Server) awaitLedger(w http.ResponseWriter, r *http.Request, id string, req events.Request, claim bool) {
+// awaitLedger waits for the outcome of request id, which sub replays, by
+// polling the ledger.
+func (s *Server) awaitLedger(w http.ResponseWriter, r *http.Request, id string, sub submission) {
 	deadline := time.Now().Add(s.cfg.SyncTimeout)
 	for time.Now().Before(deadline) {
-		rec, err := s.cfg.DB.Request(r.Context(), id, storage.Caller(req))
+		rec, err := s.cfg.DB.Request(r.Context(), id, storage.Caller(sub.req))
 		if err != nil {
 			s.fail(w, err)
 			return
@@ -514,11 +533,13 @@ func (s *Server) awaitLedger(w http.ResponseWriter, r *http.Request, id string, 
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
-	s.writePending(w, id, claim)
+	s.writePending(w, id, sub)
 }
 
-func (s *Server) writeQueued(w http.ResponseWriter, id string) {
-	w.Header().Set("Location", "/v1/customer-portal/seats/requests/"+id)
+// writeQueued answers 202 for request id, to be polled under the API
+// prefix poll.
+func (s *Server) writeQueued(w http.ResponseWriter, poll, id string) {
+	w.Header().Set("Location", poll+"/requests/"+id)
 	writeJSON(w, http.StatusAccepted, map[string]string{"request_id": id, "status": "queued"})
 }
 

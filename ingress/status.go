@@ -8,6 +8,7 @@ var statuses = map[events.Code]int{
 	events.CodeBadRequest:          400,
 	events.CodeUnauthorized:        401,
 	events.CodeForbidden:           403,
+	events.CodeInsufficientScope:   403,
 	events.CodeSeatPricingDisabled: 403,
 	events.CodeNotFound:            404,
 	events.CodeOrderNotPaid:        400,

@@ -3,6 +3,8 @@ package seatdtest
 import (
 	"context"
 	"time"
+
+	"github.com/seatd/seatd/storage"
 )
 
 // Tenant is an organization with one customer who bought seats.
@@ -54,6 +56,21 @@ func (e *Env) Tenant(opts TenantOptions) Tenant {
 func (e *Env) Session(customerID, memberID string, scopes ...string) string {
 	e.T.Helper()
 	tok, _, err := e.DB.CreateSession(context.Background(), customerID, memberID, scopes, time.Hour)
+	if err != nil {
+		e.T.Fatal(err)
+	}
+	return tok
+}
+
+// OrgToken creates an organization access token with the given scopes
+// (default customer_seats:read and customer_seats:write) that never
+// expires.
+func (e *Env) OrgToken(orgID string, scopes ...string) string {
+	e.T.Helper()
+	if len(scopes) == 0 {
+		scopes = storage.OrgScopes
+	}
+	tok, _, err := e.DB.CreateOrgToken(context.Background(), e.Keys, orgID, scopes, 0, "")
 	if err != nil {
 		e.T.Fatal(err)
 	}

@@ -62,6 +62,8 @@ type Options struct {
 	LiveLinks bool
 	// Templates for the email and the claim page; nil: the embedded ones.
 	Templates *invite.Templates
+	// Log receives every component's log; nil: Logger().
+	Log *slog.Logger
 }
 
 // Env is a running pipeline.
@@ -113,7 +115,10 @@ func New(t testing.TB, opts Options) *Env {
 	if opts.SyncTimeout == 0 {
 		opts.SyncTimeout = 10 * time.Second
 	}
-	e := &Env{T: t, Log: Logger(), Keys: TestKeys(), opts: opts}
+	e := &Env{T: t, Log: opts.Log, Keys: TestKeys(), opts: opts}
+	if e.Log == nil {
+		e.Log = Logger()
+	}
 	e.ctx, e.cancel = context.WithCancel(context.Background())
 	e.DBURL = opts.DatabaseURL
 	if e.DBURL == "" {
