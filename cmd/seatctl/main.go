@@ -36,6 +36,8 @@ const usage = `usage: seatctl COMMAND [flags]
   order create --customer CUST --seats N [--product NAME] [--status paid|pending]
   checkout create (--subscription SUB | --order ORD)
   session create (--customer CUST | --member MEM) [--scope S]... [--ttl 1h]
+  token create --org ORG --scope S [--scope S] [--expires-in 30d] [--comment TEXT]
+  token list --org ORG | token revoke ID
   seat show SEAT
   import (--subscription SUB | --order ORD) [--dry-run] [--report PATH] [--timeout 10m] [--in-flight N] FILE|-
   dlq list | dlq show ID | dlq replay (ID | --all) | dlq purge
@@ -164,6 +166,7 @@ var examples = map[string]string{
 	"order create":           `seatctl order create --customer $CUST --seats 5 --status paid`,
 	"checkout create":        `seatctl checkout create --subscription $SUB`,
 	"session create":         `seatctl session create --customer $CUST --ttl 1h`,
+	"token create":           `seatctl token create --org $ORG --scope customer_seats:read --scope customer_seats:write --expires-in 90d --comment "billing backend"`,
 	"seat show":              `seatctl seat show $SEAT`,
 	"dlq":                    `seatctl dlq list`,
 }
@@ -193,6 +196,9 @@ var commands = map[string]command{
 	"order create":           poolCreate("order"),
 	"checkout create":        checkoutCreate,
 	"session create":         sessionCreate,
+	"token create":           tokenCreate,
+	"token list":             tokenList,
+	"token revoke":           tokenRevoke,
 	"seat show":              seatShow,
 	"import":                 importCmd,
 	"dlq":                    deadLetterCmd,
