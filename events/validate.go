@@ -66,7 +66,9 @@ func DecodeSeatAssign(body []byte) (SeatAssign, []FieldError) { return decodeSea
 // (Polar's SeatAssign): as DecodeSeatAssign, but the container is exactly
 // one of subscription_id or order_id. It has no checkout_id, which is
 // ignored like any unknown field.
-func DecodeOrgSeatAssign(body []byte) (SeatAssign, []FieldError) { return decodeSeatAssign(body, false) }
+func DecodeOrgSeatAssign(body []byte) (SeatAssign, []FieldError) {
+	return decodeSeatAssign(body, false)
+}
 
 func decodeSeatAssign(body []byte, checkout bool) (SeatAssign, []FieldError) {
 	bodyErr := func(msg, typ string) (SeatAssign, []FieldError) {
