@@ -388,8 +388,8 @@ func (s seatAPI) batch(w http.ResponseWriter, r *http.Request) {
 		}
 		reqs[i] = c.request(events.OpAssign, now)
 		reqs[i].Assign, reqs[i].BatchID, reqs[i].BatchIndex = &a, batchID, i
-		c, _ := events.Marshal(a)
-		canon = append(canon, c)
+		canonical, _ := events.Marshal(a)
+		canon = append(canon, canonical)
 	}
 	if errs != nil {
 		s.fail(w, invalid(errs...)) // nothing of an invalid batch is published
