@@ -10,6 +10,7 @@ import (
 
 	"github.com/seatd/seatd/cmd/seatdtest"
 	"github.com/seatd/seatd/events"
+	"github.com/seatd/seatd/storage"
 )
 
 const seatsPath = "/v1/customer-portal/seats"
@@ -113,8 +114,8 @@ func TestAssignResolution(t *testing.T) {
 		}
 		return id
 	}
-	order := must(e.DB.CreatePool(ctx, "order", ten.CustomerID, "Desk", 3, "paid"))
-	unpaid := must(e.DB.CreatePool(ctx, "order", ten.CustomerID, "Desk", 3, "pending"))
+	order := e.Pool("order", ten.CustomerID, "Desk", 3, "paid")
+	unpaid := e.Pool("order", ten.CustomerID, "Desk", 3, "pending")
 	coSub := must(e.DB.CreateCheckout(ctx, ten.SubscriptionID, ""))
 	coOrder := must(e.DB.CreateCheckout(ctx, "", order))
 	known := must(e.DB.CreateCustomer(ctx, ten.OrgID, "known@example.com", "ext-42"))
@@ -192,7 +193,7 @@ func TestAssignErrors(t *testing.T) {
 	noPricing := e.Tenant(seatdtest.TenantOptions{NoPricing: true})
 	other := e.Tenant(seatdtest.TenantOptions{})
 	readOnly := e.Session(ten.CustomerID, "", "customer_portal:read")
-	member := seatdtest.Must(e.DB.CreateMember(ctx, ten.CustomerID, "m@example.com", "member"))
+	member := seatdtest.Must(e.DB.CreateMember(ctx, storage.MemberSpec{CustomerID: ten.CustomerID, Email: "m@example.com", Role: "member"}))
 	memberTok := e.Session(ten.CustomerID, member)
 	expired, _, err := e.DB.CreateSession(ctx, ten.CustomerID, "", nil, time.Millisecond)
 	if err != nil {
@@ -244,7 +245,7 @@ func TestMemberModel(t *testing.T) {
 	e := seatdtest.New(t, seatdtest.Options{})
 	ctx := context.Background()
 	ten := e.Tenant(seatdtest.TenantOptions{MemberModel: true})
-	billing := seatdtest.Must(e.DB.CreateMember(ctx, ten.CustomerID, "billing@example.com", "billing_manager"))
+	billing := seatdtest.Must(e.DB.CreateMember(ctx, storage.MemberSpec{CustomerID: ten.CustomerID, Email: "billing@example.com", Role: "billing_manager"}))
 	tok := e.Session(ten.CustomerID, billing)
 	resp := e.Do("POST", seatsPath, tok, map[string]any{"subscription_id": ten.SubscriptionID, "email": "Dev@Example.com"})
 	if resp.Status != 200 {

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/seatd/seatd/cmd/seatdtest"
+	"github.com/seatd/seatd/storage"
 	"github.com/seatd/seatd/storage/storagetest"
 )
 
@@ -24,7 +25,7 @@ func TestEveryRoleOnEveryEndpoint(t *testing.T) {
 	ten := e.Tenant(seatdtest.TenantOptions{Seats: 50})
 	tokens := map[string]string{"customer": ten.Token}
 	for _, role := range []string{"owner", "billing_manager", "member"} {
-		m := seatdtest.Must(e.DB.CreateMember(ctx, ten.CustomerID, role+"@acme.example", role))
+		m := seatdtest.Must(e.DB.CreateMember(ctx, storage.MemberSpec{CustomerID: ten.CustomerID, Email: role + "@acme.example", Role: role}))
 		tokens[role] = e.Session(ten.CustomerID, m)
 	}
 	async := e.Do("POST", seatsPath, ten.Token, map[string]any{"subscription_id": ten.SubscriptionID, "email": "polled@example.com"},
@@ -283,7 +284,7 @@ func TestIdempotencyKeyScopeIsTheAccount(t *testing.T) {
 		t.Errorf("batch with a single assign's key: %d %s, want 409", r.Status, r.Body)
 	}
 	// Another session of the same account (an owner member) replays.
-	owner := e.Session(ten.CustomerID, seatdtest.Must(e.DB.CreateMember(ctx, ten.CustomerID, "o@acme.example", "owner")))
+	owner := e.Session(ten.CustomerID, seatdtest.Must(e.DB.CreateMember(ctx, storage.MemberSpec{CustomerID: ten.CustomerID, Email: "o@acme.example", Role: "owner"})))
 	if r := e.Do("POST", seatsPath, owner, map[string]any{"subscription_id": ten.SubscriptionID, "email": "single@example.com"}, "Idempotency-Key", "k-single"); r.Status != 200 || r.Header.Get("Idempotent-Replayed") != "true" {
 		t.Errorf("same key from another session of the account: %d %s", r.Status, r.Body)
 	}

@@ -50,7 +50,9 @@ func (s Session) CanManageSeats() bool {
 // expired tokens are the same error. Only the token's hash is looked up,
 // and the stored hash is compared in constant time.
 func (db *DB) Authenticate(ctx context.Context, token string) (Session, error) {
-	unauthorized := events.Errorf(events.CodeUnauthorized, "Authentication required")
+	// authlib's words for an invalid token, as Polar answers one.
+	unauthorized := events.Errorf(events.CodeUnauthorized,
+		"The access token provided is expired, revoked, malformed, or invalid for other reasons.")
 	if token == "" || len(token) > 512 {
 		return Session{}, unauthorized
 	}
