@@ -42,6 +42,7 @@ func TestScopesAndRoles(t *testing.T) {
 	}
 	reads := []string{
 		seatsPath + "?subscription_id=" + ten.SubscriptionID,
+		seatsPath + "/subscriptions",
 		async.Header.Get("Location"),
 		batch.Header.Get("Location"),
 	}

@@ -153,6 +153,7 @@ func (s *Server) routes() {
 	m.HandleFunc("POST /v1/customer-portal/seats/batch", s.batch)
 	m.HandleFunc("GET /v1/customer-portal/seats/batches/{id}", s.getBatch)
 	m.HandleFunc("GET /v1/customer-portal/seats/requests/{id}", s.getRequest)
+	m.HandleFunc("GET /v1/customer-portal/seats/subscriptions", s.listClaimedSubscriptions)
 	m.HandleFunc("POST /v1/customer-portal/seats/{id}/resend", s.resend)
 	m.HandleFunc("DELETE /v1/customer-portal/seats/{id}", s.revoke)
 	m.HandleFunc("GET /v1/customer-seats/claim/{token}", s.claimInfo)
@@ -168,7 +169,10 @@ func (s *Server) routes() {
 }
 
 // notFound answers a request no route takes: 405 with Allow when the path
-// is known under other methods, 404 otherwise.
+// is known under other methods, 404 otherwise. Under /v1/, the API, the
+// caller is authenticated first, as Polar's API does: without a valid
+// token it is 401, so a client (Polar's SDK among them) never mistakes a
+// bad token for a missing resource.
 func (s *Server) notFound(w http.ResponseWriter, r *http.Request) {
 	var allow []string
 	for _, method := range []string{"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"} {
@@ -180,9 +184,13 @@ func (s *Server) notFound(w http.ResponseWriter, r *http.Request) {
 	}
 	if len(allow) > 0 {
 		w.Header().Set("Allow", strings.Join(allow, ", "))
-		writeJSON(w, http.StatusMethodNotAllowed, errorBody{Error: "method_not_allowed",
-			Detail: r.Method + " is not allowed here; allowed: " + strings.Join(allow, ", ")})
+		writeError(w, events.Errorf(events.CodeMethodNotAllowed, "%s is not allowed here; allowed: %s", r.Method, strings.Join(allow, ", ")))
 		return
+	}
+	if strings.HasPrefix(r.URL.Path, "/v1/") {
+		if _, ok := s.authenticate(w, r); !ok {
+			return
+		}
 	}
 	writeError(w, events.Errorf(events.CodeNotFound, "Not found"))
 }
@@ -241,12 +249,13 @@ func bearerToken(r *http.Request) string {
 // errNoAccess is Polar's answer to a member without a billing role.
 var errNoAccess = events.Errorf(events.CodeForbidden, "Only owners and billing managers can access billing features.")
 
-// auth authenticates the bearer token and checks scope and, for writes,
-// role: every member may read, only a customer or an owner or billing
-// manager member may write (Polar's CustomerPortalUnionRead and
-// CustomerPortalUnionBillingWrite). A client address that keeps sending
-// bad tokens is answered 429 before any lookup.
-func (s *Server) auth(w http.ResponseWriter, r *http.Request, scope string, manage bool) (storage.Session, bool) {
+// authenticate identifies a request's caller by its bearer token, and
+// answers it (returning false) when it cannot: 401 without a token or with
+// one that is unknown or expired, 429 for a client address that keeps
+// sending bad tokens (before any lookup). It is the one place a bearer
+// token becomes a caller, for every endpoint that takes one and for
+// unknown API paths; a new kind of token is recognised here.
+func (s *Server) authenticate(w http.ResponseWriter, r *http.Request) (storage.Session, bool) {
 	ip := clientIP(r)
 	if blocked, retry := s.authFail.blocked(ip); blocked {
 		tooMany(w, retry)
@@ -255,7 +264,7 @@ func (s *Server) auth(w http.ResponseWriter, r *http.Request, scope string, mana
 	token := bearerToken(r)
 	if token == "" {
 		s.authFail.charge(ip)
-		s.fail(w, events.Errorf(events.CodeUnauthorized, "Authentication required"))
+		s.fail(w, events.Errorf(events.CodeUnauthorized, "Unauthorized"))
 		return storage.Session{}, false
 	}
 	sess, err := s.sessions.authenticate(r.Context(), s.cfg.DB, token)
@@ -266,8 +275,22 @@ func (s *Server) auth(w http.ResponseWriter, r *http.Request, scope string, mana
 		s.fail(w, err)
 		return storage.Session{}, false
 	}
+	return sess, true
+}
+
+// auth authenticates the caller and checks scope and, for writes, role:
+// every member may read, only a customer or an owner or billing manager
+// member may write (Polar's CustomerPortalUnionRead and
+// CustomerPortalUnionBillingWrite).
+func (s *Server) auth(w http.ResponseWriter, r *http.Request, scope string, manage bool) (storage.Session, bool) {
+	sess, ok := s.authenticate(w, r)
+	if !ok {
+		return storage.Session{}, false
+	}
 	if !sess.HasScope(scope) {
-		s.fail(w, events.Errorf(events.CodeForbidden, "The session lacks the %s scope", scope))
+		// As Polar (authlib's InsufficientScopeError), naming the scope.
+		w.Header().Set("WWW-Authenticate", fmt.Sprintf(`Bearer realm="polar", error="insufficient_scope", scope=%q`, scope))
+		s.fail(w, events.Errorf(events.CodeInsufficientScope, "The request requires higher privileges than provided by the access token."))
 		return storage.Session{}, false
 	}
 	if manage && !sess.CanManageSeats() {
@@ -525,7 +548,7 @@ func (s *Server) writeQueued(w http.ResponseWriter, id string) {
 // writeResult answers with a worker's result.
 func (s *Server) writeResult(w http.ResponseWriter, res events.Result) {
 	if !res.OK() {
-		writeJSON(w, httpStatus(res.Code), errorBody{Error: string(res.Code), Detail: res.Detail})
+		writeError(w, &events.Error{Code: res.Code, Detail: res.Detail})
 		return
 	}
 	if res.SessionID != "" { // a claim
@@ -538,34 +561,56 @@ func (s *Server) writeResult(w http.ResponseWriter, res events.Result) {
 // fail answers with an error; errors without a code are logged and
 // answered 500 without details.
 func (s *Server) fail(w http.ResponseWriter, err error) {
-	var ve *events.ValidationError
-	if errors.As(err, &ve) {
-		writeJSON(w, 422, ve)
-		return
-	}
-	if events.ErrorCode(err) == events.CodeInternal {
+	if events.ErrorCode(err) == events.CodeInternal && !errors.As(err, new(*events.ValidationError)) {
 		s.log.Error("internal error", "err", err)
 	}
 	writeError(w, err)
 }
 
+// errorBody is Polar's error body: the error's name (see answers) and its
+// message.
 type errorBody struct {
 	Error  string `json:"error"`
 	Detail string `json:"detail"`
 }
 
+// validationBody is the 422 body: the spec's HTTPValidationError, with the
+// error's name beside it as Polar sends it.
+type validationBody struct {
+	Error  string              `json:"error"`
+	Detail []events.FieldError `json:"detail"`
+}
+
+// writeError answers err in Polar's shape, with the status and name of its
+// code (the answers table). A 422 always carries a list of field errors;
+// a 401 always carries WWW-Authenticate.
 func writeError(w http.ResponseWriter, err error) {
-	code := events.ErrorCode(err)
-	if code == events.CodeUnauthorized {
-		w.Header().Set("WWW-Authenticate", `Bearer realm="polar"`)
+	var ve *events.ValidationError
+	if errors.As(err, &ve) {
+		writeJSON(w, http.StatusUnprocessableEntity, validationBody{Error: answerTo(events.CodeInvalid).name, Detail: ve.Detail})
+		return
 	}
-	detail := "Internal server error"
+	code := events.ErrorCode(err)
+	detail := "Internal Server Error"
 	var e *events.Error
 	if errors.As(err, &e) {
 		detail = e.Detail
 	}
-	writeJSON(w, httpStatus(code), errorBody{Error: string(code), Detail: detail})
+	a := answerTo(code)
+	switch a.status {
+	case http.StatusUnprocessableEntity:
+		writeJSON(w, a.status, validationBody{Error: a.name,
+			Detail: []events.FieldError{{Loc: []any{"body"}, Msg: detail, Type: "value_error"}}})
+		return
+	case http.StatusUnauthorized:
+		w.Header().Set("WWW-Authenticate", `Bearer realm="polar"`)
+	}
+	writeJSON(w, a.status, errorBody{Error: a.name, Detail: detail})
 }
+
+// WriteError answers err as the ingress would, for a handler that serves
+// before the ingress exists (a process still starting).
+func WriteError(w http.ResponseWriter, err error) { writeError(w, err) }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
