@@ -434,3 +434,35 @@ func TestListClaimedSubscriptionsOfMembers(t *testing.T) {
 		t.Errorf("the purchaser: %s", got)
 	}
 }
+
+// TestOldLedgerRowsRender: outcomes recorded before Polar's names (seatd's
+// codes, seats without a member) are answered with Polar's names and a
+// null member when polled.
+func TestOldLedgerRowsRender(t *testing.T) {
+	t.Parallel()
+	e := seatdtest.New(t, seatdtest.Options{})
+	ten := e.Tenant(seatdtest.TenantOptions{})
+	refused, granted, seat := "a0000000-0000-4000-8000-000000000001", "a0000000-0000-4000-8000-000000000002", "b0000000-0000-4000-8000-000000000001"
+	for _, row := range []struct{ id, status, code, result string }{
+		{refused, "failed", "no_available_seats", `{"request_id":"` + refused + `","code":"no_available_seats","detail":"No available seats"}`},
+		{granted, "succeeded", "ok", `{"request_id":"` + granted + `","code":"ok","seat":{"created_at":"2026-01-02T03:04:05Z","modified_at":null,` +
+			`"id":"` + seat + `","subscription_id":"` + ten.SubscriptionID + `","order_id":null,"status":"claimed","customer_id":null,` +
+			`"member_id":null,"email":null,"customer_email":"x@example.com","invitation_token_expires_at":null,` +
+			`"claimed_at":"2026-01-02T03:04:05Z","revoked_at":null,"seat_metadata":null}}`},
+	} {
+		if _, err := e.DB.Pool.Exec(context.Background(), `INSERT INTO requests (id, op, caller, payload, status, code, result)
+			VALUES ($1, 'assign', $2, '{}', $3, $4, $5)`, row.id, ten.CustomerID, row.status, row.code, row.result); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := e.Do("GET", seatsPath+"/requests/"+refused, ten.Token, nil).JSON(t)
+	if errObj, _ := got["error"].(map[string]any); errObj["error"] != "SeatNotAvailable" || errObj["status"] != 400.0 || errObj["detail"] != "No available seats" {
+		t.Errorf("old refusal: %v", got)
+	}
+	got = e.Do("GET", seatsPath+"/requests/"+granted, ten.Token, nil).JSON(t)
+	s, _ := got["seat"].(map[string]any)
+	if m, present := s["member"]; !present || m != nil || s["id"] != seat {
+		t.Errorf("old seat: %v", got)
+	}
+	seatdtest.CheckSDKShape(t, "CustomerSeat", s)
+}
