@@ -605,8 +605,9 @@ func (db *DB) claim(ctx context.Context, tx pgx.Tx, st Settings, r events.Reques
 		return events.Result{}, err
 	}
 	// The claimant gets a session: a member session when the seat has a
-	// member, a customer session otherwise. Its token derives from the request id,
-	// so an idempotent replay of this claim returns the same token.
+	// member, a customer session otherwise. Its token derives from the
+	// request id, so an idempotent replay of this claim returns the same
+	// token.
 	sessionID := uuid.NewSHA1(uuid.NameSpaceOID, []byte("claim-session:"+r.ID)).String()
 	// The session belongs to the seat: revoking the seat ends it.
 	if _, err := tx.Exec(ctx, `INSERT INTO sessions (id, token_hash, customer_id, member_id, scopes, expires_at, seat_id)
