@@ -61,12 +61,12 @@ func TestOrgSeatAssign(t *testing.T) {
 	}{
 		{"subscription", `{"subscription_id":"` + testUUID + `","email":"a@example.com"}`, ""},
 		{"order", `{"order_id":"` + testUUID + `","customer_id":"` + otherUUID + `"}`, ""},
-		{"checkout only", `{"checkout_id":"` + testUUID + `","email":"a@example.com"}`, "exactly one of subscription_id or order_id must be provided"},
+		{"checkout only", `{"checkout_id":"` + testUUID + `","email":"a@example.com"}`, "Exactly one of subscription_id or order_id must be provided"},
 		{"checkout beside a subscription", `{"checkout_id":"` + otherUUID + `","subscription_id":"` + testUUID + `","email":"a@example.com"}`, ""},
 		{"malformed checkout ignored", `{"checkout_id":12,"subscription_id":"` + testUUID + `","email":"a@example.com"}`, ""},
-		{"both", `{"order_id":"` + testUUID + `","subscription_id":"` + testUUID + `","email":"a@example.com"}`, "exactly one of subscription_id or order_id"},
-		{"neither", `{"email":"a@example.com"}`, "exactly one of subscription_id or order_id"},
-		{"no recipient", `{"subscription_id":"` + testUUID + `"}`, "exactly one of email"},
+		{"both", `{"order_id":"` + testUUID + `","subscription_id":"` + testUUID + `","email":"a@example.com"}`, "Exactly one of subscription_id or order_id"},
+		{"neither", `{"email":"a@example.com"}`, "Exactly one of subscription_id or order_id"},
+		{"no recipient", `{"subscription_id":"` + testUUID + `"}`, "At least one of email, external_customer_id, customer_id, external_member_id, or member_id must be provided"},
 		{"bad email", `{"subscription_id":"` + testUUID + `","email":"nope"}`, "valid email"},
 	} {
 		a, errs := DecodeOrgSeatAssign([]byte(c.body))

@@ -171,7 +171,9 @@ type Result struct {
 // OK reports whether the request succeeded.
 func (r Result) OK() bool { return r.Code == CodeOK }
 
-// Code names an outcome; the HTTP layer maps it to a status in one place.
+// Code names an outcome; the HTTP layer maps it to a status and Polar's
+// error name in one place (ingress/status.go). Codes are stored in the
+// request ledger, so a value, once used, is never renamed.
 type Code string
 
 const (
@@ -197,6 +199,12 @@ const (
 	CodeDeadLettered        Code = "dead_lettered"
 	CodeUnavailable         Code = "unavailable"
 	CodeInternal            Code = "internal_error"
+
+	CodeCustomerNotFound      Code = "customer_not_found"      // a customer_id or external_customer_id of no customer
+	CodeMemberNotFound        Code = "member_not_found"        // a member_id or external_member_id of no member
+	CodeMemberEmailMismatch   Code = "member_email_mismatch"   // external_member_id names a member with another email
+	CodeInvalidSeatAssignment Code = "invalid_seat_assignment" // a recipient the pool's organization cannot take
+	CodeMethodNotAllowed      Code = "method_not_allowed"
 )
 
 // Error is an error that carries a Code, so any layer can return an outcome

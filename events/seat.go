@@ -16,8 +16,9 @@ const (
 )
 
 // SeatAssign is the body of POST /v1/customer-portal/seats after decoding
-// and validation: exactly one container id and exactly one recipient field
-// are set, ids are canonical lower-case UUIDs.
+// and validation: exactly one container id is set, the recipient fields
+// combine as Polar's validators allow (see validateRecipient), ids are
+// canonical lower-case UUIDs.
 type SeatAssign struct {
 	SubscriptionID     string          `json:"subscription_id,omitempty"`
 	CheckoutID         string          `json:"checkout_id,omitempty"`
@@ -25,8 +26,28 @@ type SeatAssign struct {
 	Email              string          `json:"email,omitempty"`
 	ExternalCustomerID string          `json:"external_customer_id,omitempty"`
 	CustomerID         string          `json:"customer_id,omitempty"`
+	ExternalMemberID   string          `json:"external_member_id,omitempty"`
+	MemberID           string          `json:"member_id,omitempty"`
 	Metadata           json.RawMessage `json:"metadata,omitempty"`
 	ImmediateClaim     bool            `json:"immediate_claim,omitempty"`
+}
+
+// NamesMember reports whether the assign names its occupant by member id
+// or external member id, which makes it a member-model assign even in an
+// organization without the member model, as in Polar.
+func (a SeatAssign) NamesMember() bool { return a.MemberID != "" || a.ExternalMemberID != "" }
+
+// Member is a member of a customer, as Polar's Member schema: every
+// property always present, null where absent.
+type Member struct {
+	ID         string     `json:"id"`
+	CreatedAt  time.Time  `json:"created_at"`
+	ModifiedAt *time.Time `json:"modified_at"`
+	CustomerID string     `json:"customer_id"`
+	Email      string     `json:"email"`
+	Name       *string    `json:"name"`
+	ExternalID *string    `json:"external_id"`
+	Role       string     `json:"role"`
 }
 
 // CustomerSeat is the API's view of a seat. Every property of the schema is
@@ -40,6 +61,7 @@ type CustomerSeat struct {
 	Status                   SeatStatus      `json:"status"`
 	CustomerID               *string         `json:"customer_id"`
 	MemberID                 *string         `json:"member_id"`
+	Member                   *Member         `json:"member"`
 	Email                    *string         `json:"email"`
 	CustomerEmail            *string         `json:"customer_email"`
 	InvitationTokenExpiresAt *time.Time      `json:"invitation_token_expires_at"`

@@ -157,18 +157,25 @@ func validateFields(fields map[string]json.RawMessage, checkout bool) (SeatAssig
 			a.Email = e.Display
 		}
 	}
-	if s, ok := str("external_customer_id"); ok {
+	externalID := func(field string, dst *string) {
+		s, ok := str(field)
+		if !ok {
+			return
+		}
 		switch {
 		case s == "":
-			fail("external_customer_id", "String should have at least 1 character", "string_too_short")
+			fail(field, "String should have at least 1 character", "string_too_short")
 		case len(s) > MaxExternalID:
-			fail("external_customer_id", fmt.Sprintf("String should have at most %d characters", MaxExternalID), "string_too_long")
+			fail(field, fmt.Sprintf("String should have at most %d characters", MaxExternalID), "string_too_long")
 		case !utf8.ValidString(s) || strings.ContainsFunc(s, unicode.IsControl):
-			fail("external_customer_id", "String contains invalid characters", "string_type")
+			fail(field, "String contains invalid characters", "string_type")
 		default:
-			a.ExternalCustomerID = s
+			*dst = s
 		}
 	}
+	externalID("external_customer_id", &a.ExternalCustomerID)
+	externalID("external_member_id", &a.ExternalMemberID)
+	uuidField("member_id", &a.MemberID)
 	if raw, ok := fields["metadata"]; ok && !isNull(raw) {
 		if meta, msg := checkMetadata(raw); msg != "" {
 			typ := "value_error"
@@ -188,19 +195,46 @@ func validateFields(fields map[string]json.RawMessage, checkout bool) (SeatAssig
 	if len(errs) > 0 {
 		return SeatAssign{}, errs
 	}
+	// Polar's messages: the portal's CustomerSeatAssign takes a checkout,
+	// the organization API's SeatAssign does not.
 	switch n := count(a.SubscriptionID, a.CheckoutID, a.OrderID); {
 	case n != 1 && checkout:
-		errs = append(errs, FieldError{Loc: []any{"body"}, Msg: "Value error, exactly one of subscription_id, checkout_id or order_id must be provided", Type: "value_error"})
+		errs = append(errs, FieldError{Loc: []any{"body"}, Msg: "Value error, Exactly one of subscription_id, order_id, or checkout_id must be provided", Type: "value_error"})
 	case n != 1:
-		errs = append(errs, FieldError{Loc: []any{"body"}, Msg: "Value error, exactly one of subscription_id or order_id must be provided", Type: "value_error"})
+		errs = append(errs, FieldError{Loc: []any{"body"}, Msg: "Value error, Exactly one of subscription_id or order_id must be provided", Type: "value_error"})
 	}
-	if n := count(a.Email, a.ExternalCustomerID, a.CustomerID); n != 1 {
-		errs = append(errs, FieldError{Loc: []any{"body"}, Msg: "Value error, exactly one of email, external_customer_id or customer_id must be provided", Type: "value_error"})
+	if msg := recipientProblem(a); msg != "" {
+		errs = append(errs, FieldError{Loc: []any{"body"}, Msg: "Value error, " + msg, Type: "value_error"})
 	}
 	if len(errs) > 0 {
 		return SeatAssign{}, errs
 	}
 	return a, nil
+}
+
+// recipientProblem applies Polar's SeatAssign.validate_recipient: at least
+// one identifier; customer identifiers (customer_id, external_customer_id)
+// and member identifiers (member_id, external_member_id) never mix; not
+// both member identifiers; with a customer identifier, no second one and
+// no email; member_id never with email. external_member_id may come with
+// an email (find the member, or create it and link the id).
+func recipientProblem(a SeatAssign) string {
+	customerIDs := count(a.ExternalCustomerID, a.CustomerID)
+	memberIDs := count(a.ExternalMemberID, a.MemberID)
+	email := count(a.Email)
+	switch {
+	case customerIDs+memberIDs+email == 0:
+		return "At least one of email, external_customer_id, customer_id, external_member_id, or member_id must be provided"
+	case customerIDs > 0 && memberIDs > 0:
+		return "Cannot combine external_customer_id/customer_id with external_member_id/member_id"
+	case memberIDs > 1:
+		return "Cannot provide both external_member_id and member_id"
+	case customerIDs > 0 && customerIDs+email != 1:
+		return "Exactly one of email, external_customer_id, or customer_id must be provided"
+	case a.MemberID != "" && email > 0:
+		return "Cannot combine member_id with email"
+	}
+	return ""
 }
 
 // Validate checks an already decoded SeatAssign (as read from a queue

@@ -10,6 +10,7 @@ import (
 
 	"github.com/seatd/seatd/cmd/seatdtest"
 	"github.com/seatd/seatd/events"
+	"github.com/seatd/seatd/storage"
 )
 
 const seatsPath = "/v1/customer-portal/seats"
@@ -113,8 +114,8 @@ func TestAssignResolution(t *testing.T) {
 		}
 		return id
 	}
-	order := must(e.DB.CreatePool(ctx, "order", ten.CustomerID, "Desk", 3, "paid"))
-	unpaid := must(e.DB.CreatePool(ctx, "order", ten.CustomerID, "Desk", 3, "pending"))
+	order := e.Pool("order", ten.CustomerID, "Desk", 3, "paid")
+	unpaid := e.Pool("order", ten.CustomerID, "Desk", 3, "pending")
 	coSub := must(e.DB.CreateCheckout(ctx, ten.SubscriptionID, ""))
 	coOrder := must(e.DB.CreateCheckout(ctx, "", order))
 	known := must(e.DB.CreateCustomer(ctx, ten.OrgID, "known@example.com", "ext-42"))
@@ -192,7 +193,7 @@ func TestAssignErrors(t *testing.T) {
 	noPricing := e.Tenant(seatdtest.TenantOptions{NoPricing: true})
 	other := e.Tenant(seatdtest.TenantOptions{})
 	readOnly := e.Session(ten.CustomerID, "", "customer_portal:read")
-	member := seatdtest.Must(e.DB.CreateMember(ctx, ten.CustomerID, "m@example.com", "member"))
+	member := seatdtest.Must(e.DB.CreateMember(ctx, storage.MemberSpec{CustomerID: ten.CustomerID, Email: "m@example.com", Role: "member"}))
 	memberTok := e.Session(ten.CustomerID, member)
 	expired, _, err := e.DB.CreateSession(ctx, ten.CustomerID, "", nil, time.Millisecond)
 	if err != nil {
@@ -201,32 +202,41 @@ func TestAssignErrors(t *testing.T) {
 	time.Sleep(5 * time.Millisecond)
 	body := map[string]any{"subscription_id": ten.SubscriptionID, "email": "x@example.com"}
 
+	const badToken = "The access token provided is expired, revoked, malformed, or invalid for other reasons."
 	cases := []struct {
-		name, token string
-		body        any
-		status      int
-		code        string
+		name, token     string
+		body            any
+		status          int
+		error, detail   string
+		wwwAuthenticate string
 	}{
-		{"no token", "", body, 401, "unauthorized"},
-		{"unknown token", "nope", body, 401, "unauthorized"},
-		{"expired token", expired, body, 401, "unauthorized"},
-		{"read-only scope", readOnly, body, 403, "forbidden"},
-		{"plain member", memberTok, body, 403, "forbidden"},
-		{"seat pricing off", noPricing.Token, map[string]any{"subscription_id": noPricing.SubscriptionID, "email": "x@example.com"}, 403, "seat_pricing_disabled"},
-		{"another customer's subscription", other.Token, body, 404, "not_found"},
-		{"too large", ten.Token, `{"email":"x@example.com","subscription_id":"` + ten.SubscriptionID + `","metadata":{"k":"` + strings.Repeat("a", 70<<10) + `"}}`, 413, "request_too_large"},
+		{"no token", "", body, 401, "Unauthorized", "Unauthorized", `Bearer realm="polar"`},
+		{"unknown token", "nope", body, 401, "Unauthorized", badToken, `Bearer realm="polar"`},
+		{"expired token", expired, body, 401, "Unauthorized", badToken, `Bearer realm="polar"`},
+		// authlib's challenge, as Polar sends it: realm, scope, error, error_description.
+		{"read-only scope", readOnly, body, 403, "insufficient_scope",
+			"The request requires higher privileges than provided by the access token. It needs the scope customer_portal:write.",
+			`Bearer realm="polar", scope="customer_portal:write", error="insufficient_scope", error_description="The request requires higher privileges than provided by the access token."`},
+		{"plain member", memberTok, body, 403, "NotPermitted", "Only owners and billing managers can access billing features.", ""},
+		{"seat pricing off", noPricing.Token, map[string]any{"subscription_id": noPricing.SubscriptionID, "email": "x@example.com"}, 403,
+			"FeatureNotEnabled", "Seat-based pricing is not enabled for this organization", ""},
+		{"another customer's subscription", other.Token, body, 404, "ResourceNotFound", "Subscription not found", ""},
+		{"too large", ten.Token, `{"email":"x@example.com","subscription_id":"` + ten.SubscriptionID + `","metadata":{"k":"` + strings.Repeat("a", 70<<10) + `"}}`,
+			413, "RequestTooLarge", "Request body exceeds 65536 bytes", ""},
 	}
 	for _, c := range cases {
 		resp := e.Do("POST", seatsPath, c.token, c.body)
-		if resp.Status != c.status || resp.JSON(t)["error"] != c.code {
-			t.Errorf("%s: got %d %s, want %d %s", c.name, resp.Status, resp.Body, c.status, c.code)
+		j := resp.JSON(t)
+		if resp.Status != c.status || j["error"] != c.error || j["detail"] != c.detail || resp.Header.Get("WWW-Authenticate") != c.wwwAuthenticate {
+			t.Errorf("%s: got %d %s WWW-Authenticate %q, want %d %s %q %q", c.name, resp.Status, resp.Body,
+				resp.Header.Get("WWW-Authenticate"), c.status, c.error, c.detail, c.wwwAuthenticate)
 		}
 	}
 	if r := e.Do("POST", seatsPath, ten.Token, body); r.Status != 200 {
 		t.Fatalf("first seat: %d %s", r.Status, r.Body)
 	}
 	r := e.Do("POST", seatsPath, ten.Token, map[string]any{"subscription_id": ten.SubscriptionID, "email": "y@example.com"})
-	if r.Status != 400 || r.JSON(t)["detail"] != "No available seats" {
+	if j := r.JSON(t); r.Status != 400 || j["error"] != "SeatNotAvailable" || j["detail"] != "No available seats for "+ten.SubscriptionID {
 		t.Errorf("full pool: %d %s", r.Status, r.Body)
 	}
 	// None of the refused requests left a seat or a message behind.
@@ -244,7 +254,7 @@ func TestMemberModel(t *testing.T) {
 	e := seatdtest.New(t, seatdtest.Options{})
 	ctx := context.Background()
 	ten := e.Tenant(seatdtest.TenantOptions{MemberModel: true})
-	billing := seatdtest.Must(e.DB.CreateMember(ctx, ten.CustomerID, "billing@example.com", "billing_manager"))
+	billing := seatdtest.Must(e.DB.CreateMember(ctx, storage.MemberSpec{CustomerID: ten.CustomerID, Email: "billing@example.com", Role: "billing_manager"}))
 	tok := e.Session(ten.CustomerID, billing)
 	resp := e.Do("POST", seatsPath, tok, map[string]any{"subscription_id": ten.SubscriptionID, "email": "Dev@Example.com"})
 	if resp.Status != 200 {
@@ -262,7 +272,7 @@ func TestMemberModel(t *testing.T) {
 		t.Errorf("member not created for the email: %q", memberEmail)
 	}
 	again := e.Do("POST", seatsPath, tok, map[string]any{"subscription_id": ten.SubscriptionID, "email": "dev@example.com"})
-	if again.Status != 400 || again.JSON(t)["error"] != "already_assigned" {
+	if j := again.JSON(t); again.Status != 400 || j["error"] != "SeatAlreadyAssigned" || j["detail"] != "Seat already assigned to customer Dev@Example.com" {
 		t.Errorf("duplicate email with member model: %d %s", again.Status, again.Body)
 	}
 }

@@ -58,20 +58,21 @@ func TestAsyncSubmitAndPoll(t *testing.T) {
 		t.Errorf("other customer's poll: %d %s", r.Status, r.Body)
 	}
 
-	// Each failure kind is reported with its status, code and detail.
+	// Each failure kind is reported with its status, Polar's error name and
+	// message, as a synchronous call would answer it.
 	failures := []struct {
-		body   map[string]any
-		status float64
-		code   string
+		body          map[string]any
+		status        float64
+		error, detail string
 	}{
-		{map[string]any{"subscription_id": ten.SubscriptionID, "email": "full@example.com"}, 400, "no_available_seats"},
-		{map[string]any{"subscription_id": other.SubscriptionID, "email": "x@example.com"}, 404, "not_found"},
+		{map[string]any{"subscription_id": ten.SubscriptionID, "email": "full@example.com"}, 400, "SeatNotAvailable", "No available seats for " + ten.SubscriptionID},
+		{map[string]any{"subscription_id": other.SubscriptionID, "email": "x@example.com"}, 404, "ResourceNotFound", "Subscription not found"},
 	}
 	for _, f := range failures {
 		_, loc := submit(f.body)
 		got := poll(t, e, ten.Token, loc)
 		errObj, _ := got["error"].(map[string]any)
-		if got["status"] != "failed" || got["seat"] != nil || errObj["status"] != f.status || errObj["error"] != f.code || errObj["detail"] == "" {
+		if got["status"] != "failed" || got["seat"] != nil || errObj["status"] != f.status || errObj["error"] != f.error || errObj["detail"] != f.detail {
 			t.Errorf("failure poll for %v: %v", f.body, got)
 		}
 	}
@@ -122,7 +123,7 @@ func TestIdempotencyKey(t *testing.T) {
 	// Same key, different body: 409.
 	conflict := e.Do("POST", seatsPath, ten.Token, map[string]any{"subscription_id": ten.SubscriptionID, "email": "else@example.com"},
 		"Idempotency-Key", "key-1")
-	if conflict.Status != 409 || conflict.JSON(t)["error"] != "conflict" {
+	if conflict.Status != 409 || conflict.JSON(t)["error"] != "IdempotencyConflict" {
 		t.Errorf("key reuse: %d %s", conflict.Status, conflict.Body)
 	}
 	// Keys are per caller: another customer's key-1 is a new request.
@@ -210,7 +211,7 @@ func TestBatch(t *testing.T) {
 	if counts["succeeded"] != 2.0 || counts["failed"] != 3.0 || counts["queued"] != 0.0 {
 		t.Errorf("counts %v", counts)
 	}
-	want := []string{"", "", "no_available_seats", "not_found", "no_available_seats"}
+	want := []string{"", "", "SeatNotAvailable", "ResourceNotFound", "SeatNotAvailable"}
 	for i, it := range got["items"].([]any) {
 		item := it.(map[string]any)
 		if item["index"] != float64(i) {

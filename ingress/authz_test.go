@@ -25,9 +25,9 @@ func TestScopesAndRoles(t *testing.T) {
 
 	readOnly := e.Session(ten.CustomerID, "", storage.ScopeRead)
 	noScope := e.Session(ten.CustomerID, "", "customer_portal:other")
-	plain := seatdtest.Must(e.DB.CreateMember(ctx, ten.CustomerID, "plain@example.com", "member"))
+	plain := seatdtest.Must(e.DB.CreateMember(ctx, storage.MemberSpec{CustomerID: ten.CustomerID, Email: "plain@example.com", Role: "member"}))
 	plainTok := e.Session(ten.CustomerID, plain)
-	owner := seatdtest.Must(e.DB.CreateMember(ctx, ten.CustomerID, "owner@example.com", "owner"))
+	owner := seatdtest.Must(e.DB.CreateMember(ctx, storage.MemberSpec{CustomerID: ten.CustomerID, Email: "owner@example.com", Role: "owner"}))
 	ownerTok := e.Session(ten.CustomerID, owner)
 
 	assignBody := map[string]any{"subscription_id": ten.SubscriptionID, "email": "s4@example.com"}
@@ -42,6 +42,7 @@ func TestScopesAndRoles(t *testing.T) {
 	}
 	reads := []string{
 		seatsPath + "?subscription_id=" + ten.SubscriptionID,
+		seatsPath + "/subscriptions",
 		async.Header.Get("Location"),
 		batch.Header.Get("Location"),
 	}

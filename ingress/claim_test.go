@@ -258,7 +258,7 @@ func TestCrossCustomerAccess(t *testing.T) {
 		"Prefer", "respond-async")
 	batch := e.Do("POST", seatsPath+"/batch", victim.Token, map[string]any{"items": []map[string]any{
 		{"subscription_id": victim.SubscriptionID, "email": "x@example.com"}}})
-	order := seatdtest.Must(e.DB.CreatePool(context.Background(), "order", victim.CustomerID, "P", 2, "paid"))
+	order := e.Pool("order", victim.CustomerID, "P", 2, "paid")
 	checkout := seatdtest.Must(e.DB.CreateCheckout(context.Background(), victim.SubscriptionID, ""))
 
 	for _, c := range []struct {

@@ -10,6 +10,8 @@
 // bounded time for the worker's answer (or answers 202 at once for
 // Prefer: respond-async). It never decides anything about seats: every
 // change goes through the queue to the worker, and reads come straight
-// from Postgres. Outcomes map to HTTP statuses in one place
-// (events.Code.HTTPStatus); unknown errors become 500 without details.
+// from Postgres. Outcomes map to an HTTP status and Polar's error name in
+// one place (the answers table in status.go), and every error body is in
+// Polar's shape; unknown errors become 500 without details. One function
+// (Server.authenticate) turns a bearer token into a caller.
 package ingress

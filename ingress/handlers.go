@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -311,6 +312,53 @@ func (s seatAPI) list(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, 200, map[string]any{"seats": list.Seats, "available_seats": list.AvailableSeats, "total_seats": list.TotalSeats})
 }
 
+// GET /v1/customer-portal/seats/subscriptions?page=&limit=: the
+// subscriptions in which the caller holds a claimed seat, as Polar's
+// ListResource[CustomerSubscription]. Portal only: an organization holds
+// no seats.
+func (s seatAPI) listClaimedSubscriptions(w http.ResponseWriter, r *http.Request) {
+	c, ok := s.readAuth(w, r, readAccess)
+	if !ok {
+		return
+	}
+	q := r.URL.Query()
+	var errs []events.FieldError
+	page, limit := positiveParam(q, "page", 1, &errs), positiveParam(q, "limit", 10, &errs)
+	if errs != nil {
+		s.fail(w, invalid(errs...))
+		return
+	}
+	limit = min(limit, storage.MaxPageLimit) // as Polar: a larger limit is clamped, not refused
+	items, total, err := s.cfg.DB.ClaimedSubscriptions(r.Context(), c.CustomerID, c.memberID, page, limit)
+	if err != nil {
+		s.fail(w, err)
+		return
+	}
+	writeJSON(w, 200, map[string]any{"items": items,
+		"pagination": map[string]int64{"total_count": total, "max_page": (total + limit - 1) / limit}})
+}
+
+// positiveParam reads an integer query parameter that must be above 0, as
+// Polar's pagination validates it; absent, it is def. A number too large to
+// hold is the largest that can be held: it names a page past the end.
+func positiveParam(q url.Values, name string, def int64, errs *[]events.FieldError) int64 {
+	if !q.Has(name) {
+		return def
+	}
+	v, err := strconv.ParseInt(q.Get(name), 10, 64)
+	if errors.Is(err, strconv.ErrRange) && v > 0 {
+		return v
+	}
+	loc := []any{"query", name}
+	switch {
+	case err != nil && !errors.Is(err, strconv.ErrRange):
+		*errs = append(*errs, events.FieldError{Loc: loc, Msg: "Input should be a valid integer, unable to parse string as an integer", Type: "int_parsing"})
+	case v <= 0:
+		*errs = append(*errs, events.FieldError{Loc: loc, Msg: "Input should be greater than 0", Type: "greater_than"})
+	}
+	return v
+}
+
 // requestView is the public shape of a request's state.
 type requestView struct {
 	RequestID string                `json:"request_id"`
@@ -332,7 +380,8 @@ func viewOf(rec storage.Record) requestView {
 		if res.OK() {
 			v.Seat = res.Seat
 		} else {
-			v.Error = &requestError{Status: httpStatus(res.Code), Error: string(res.Code), Detail: res.Detail}
+			a := answerTo(res.Code)
+			v.Error = &requestError{Status: a.status, Error: a.name, Detail: res.Detail}
 		}
 	}
 	return v

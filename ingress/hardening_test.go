@@ -33,7 +33,7 @@ func TestRateLimitPerToken(t *testing.T) {
 	if ra, err := strconv.Atoi(limited.Header.Get("Retry-After")); err != nil || ra < 1 {
 		t.Errorf("Retry-After %q", limited.Header.Get("Retry-After"))
 	}
-	if limited.JSON(t)["error"] != "rate_limited" {
+	if limited.JSON(t)["error"] != "TooManyRequests" {
 		t.Errorf("429 body %s", limited.Body)
 	}
 	// Another token has its own bucket, and reads are not limited.
@@ -58,7 +58,7 @@ func TestNoVersionBannerAndUnknownRoutes(t *testing.T) {
 			t.Errorf("%s: Server header %q", path, s)
 		}
 	}
-	if r := e.Do("GET", "/nope", "", nil); r.Status != 404 || r.JSON(t)["error"] != "not_found" {
+	if r := e.Do("GET", "/nope", "", nil); r.Status != 404 || r.JSON(t)["error"] != "ResourceNotFound" {
 		t.Errorf("unknown route: %d %s", r.Status, r.Body)
 	}
 	if r := e.Do("GET", "/readyz", "", nil); r.Status != 200 {

@@ -65,8 +65,8 @@ func insufficientScope(w http.ResponseWriter, scopes []string) {
 	need := strings.Join(scopes, " ")
 	w.Header().Set("WWW-Authenticate", `Bearer realm="polar", scope="`+need+`", error="insufficient_scope", error_description="`+
 		insufficientScopeDescription+`"`)
-	writeJSON(w, httpStatus(events.CodeInsufficientScope), map[string]string{
-		"error":             string(events.CodeInsufficientScope),
+	writeJSON(w, answerTo(events.CodeInsufficientScope).status, map[string]string{
+		"error":             ErrorName(events.CodeInsufficientScope),
 		"error_description": insufficientScopeDescription,
 		"detail":            insufficientScopeDescription + " It needs the scope " + strings.Join(scopes, " or ") + ".",
 	})

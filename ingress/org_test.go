@@ -44,7 +44,7 @@ func orgSetup(t *testing.T, opts seatdtest.Options) *orgFixture {
 		token *string
 	}{{f.a, &f.aOrder, &f.aToken}, {f.b, &f.bOrder, &f.bToken}} {
 		second := seatdtest.Must(e.DB.CreateCustomer(ctx, x.ten.OrgID, "second-"+x.ten.OrgID[:8]+"@example.com", ""))
-		*x.order = seatdtest.Must(e.DB.CreatePool(ctx, "order", second, "Desk", 3, "paid"))
+		*x.order = e.Pool("order", second, "Desk", 3, "paid")
 		*x.token = e.OrgToken(x.ten.OrgID)
 	}
 	r := e.Do("POST", orgPath, f.bToken, map[string]any{"subscription_id": f.b.SubscriptionID, "email": "b-seat@example.com"})
@@ -148,7 +148,7 @@ func TestOrgAPIRoutes(t *testing.T) {
 	if r := e.Do("DELETE", orgPath+"/"+id, f.aToken, nil); r.Status != 200 || r.JSON(t)["status"] != "revoked" {
 		t.Errorf("revoking again: %d %s", r.Status, r.Body)
 	}
-	if r := e.Do("POST", orgPath+"/"+id+"/resend", f.aToken, nil); r.Status != 400 || r.JSON(t)["error"] != "seat_not_pending" {
+	if r := e.Do("POST", orgPath+"/"+id+"/resend", f.aToken, nil); r.Status != 400 || r.JSON(t)["error"] != "SeatNotPending" {
 		t.Errorf("resend of a revoked seat: %d %s", r.Status, r.Body)
 	}
 	if got := seatdtest.Must(e.DB.ListSeats(ctx, storage.Owner{CustomerID: f.a.CustomerID}, f.a.SubscriptionID, "")); got.AvailableSeats != 5 {
@@ -207,7 +207,7 @@ func TestOrgAPIAuth(t *testing.T) {
 	} {
 		for _, rt := range routes {
 			r := e.Do(rt.method, rt.path, tok, rt.body)
-			if r.Status != 401 || r.Header.Get("WWW-Authenticate") != `Bearer realm="polar"` || r.JSON(t)["error"] != "unauthorized" {
+			if r.Status != 401 || r.Header.Get("WWW-Authenticate") != `Bearer realm="polar"` || r.JSON(t)["error"] != "Unauthorized" {
 				t.Errorf("%s: %s %s: %d %s %v", name, rt.method, rt.path, r.Status, r.Body, r.Header.Get("WWW-Authenticate"))
 			}
 		}
@@ -269,7 +269,7 @@ func TestOrgAPIValidation(t *testing.T) {
 	e, ctx := f.e, context.Background()
 	off := e.Tenant(seatdtest.TenantOptions{NoPricing: true})
 	offToken := e.OrgToken(off.OrgID)
-	small := seatdtest.Must(e.DB.CreatePool(ctx, "subscription", f.a.CustomerID, "Solo", 1, "active"))
+	small := e.Pool("subscription", f.a.CustomerID, "Solo", 1, "active")
 	checkout := seatdtest.Must(e.DB.CreateCheckout(ctx, f.a.SubscriptionID, ""))
 	requests := func() int {
 		var n int
@@ -286,9 +286,9 @@ func TestOrgAPIValidation(t *testing.T) {
 		status             int
 		want               string
 	}{
-		{"checkout only", "POST", orgPath, map[string]any{"checkout_id": checkout, "email": "x@example.com"}, nil, 422, "exactly one of subscription_id or order_id must be provided"},
-		{"both containers", "POST", orgPath, map[string]any{"subscription_id": f.a.SubscriptionID, "order_id": f.aOrder, "email": "x@example.com"}, nil, 422, "exactly one of subscription_id or order_id"},
-		{"no recipient", "POST", orgPath, map[string]any{"subscription_id": f.a.SubscriptionID}, nil, 422, "exactly one of email"},
+		{"checkout only", "POST", orgPath, map[string]any{"checkout_id": checkout, "email": "x@example.com"}, nil, 422, "Exactly one of subscription_id or order_id must be provided"},
+		{"both containers", "POST", orgPath, map[string]any{"subscription_id": f.a.SubscriptionID, "order_id": f.aOrder, "email": "x@example.com"}, nil, 422, "Exactly one of subscription_id or order_id"},
+		{"no recipient", "POST", orgPath, map[string]any{"subscription_id": f.a.SubscriptionID}, nil, 422, "At least one of email, external_customer_id, customer_id, external_member_id, or member_id must be provided"},
 		{"bad email", "POST", orgPath, map[string]any{"subscription_id": f.a.SubscriptionID, "email": "nope"}, nil, 422, `"loc":["body","email"]`},
 		{"not JSON", "POST", orgPath, "{", nil, 422, "json_invalid"},
 		{"bad Idempotency-Key", "POST", orgPath, map[string]any{"subscription_id": f.a.SubscriptionID, "email": "x@example.com"}, []string{"Idempotency-Key", strings.Repeat("k", 256)}, 422, "Idempotency-Key"},
@@ -321,11 +321,11 @@ func TestOrgAPIValidation(t *testing.T) {
 		code    string
 		message string
 	}{
-		{"pool full", f.aToken, map[string]any{"subscription_id": small, "email": "two@example.com"}, 400, "no_available_seats", "No available seats"},
+		{"pool full", f.aToken, map[string]any{"subscription_id": small, "email": "two@example.com"}, 400, "SeatNotAvailable", "No available seats for " + small},
 		{"duplicate", f.aToken, map[string]any{"order_id": f.aOrder, "email": "dup@example.com"}, 200, "", ""},
-		{"duplicate again", f.aToken, map[string]any{"order_id": f.aOrder, "email": "DUP@example.com"}, 400, "already_assigned", "Seat already assigned"},
-		{"unknown customer", f.aToken, map[string]any{"order_id": f.aOrder, "customer_id": "00000000-0000-4000-8000-000000000001"}, 404, "not_found", "Customer not found"},
-		{"seat pricing disabled", offToken, map[string]any{"subscription_id": off.SubscriptionID, "email": "x@example.com"}, 403, "seat_pricing_disabled", "Seat-based pricing is not enabled"},
+		{"duplicate again", f.aToken, map[string]any{"order_id": f.aOrder, "email": "DUP@example.com"}, 400, "SeatAlreadyAssigned", "Seat already assigned to customer DUP@example.com"},
+		{"unknown customer", f.aToken, map[string]any{"order_id": f.aOrder, "customer_id": "00000000-0000-4000-8000-000000000001"}, 404, "CustomerNotFound", "Customer not found: 00000000-0000-4000-8000-000000000001"},
+		{"seat pricing disabled", offToken, map[string]any{"subscription_id": off.SubscriptionID, "email": "x@example.com"}, 403, "FeatureNotEnabled", "Seat-based pricing is not enabled"},
 	} {
 		r := e.Do("POST", orgPath, c.token, c.body)
 		if r.Status != c.status || (c.code != "" && (r.JSON(t)["error"] != c.code || !strings.Contains(r.JSON(t)["detail"].(string), c.message))) {
@@ -449,7 +449,7 @@ func TestOrgIdempotencyKeysAreTheOrganizations(t *testing.T) {
 	}
 	// The pool's customer through the portal: its own key space, so the
 	// same key and body is a new request, refused as a duplicate seat.
-	if r := e.Do("POST", seatsPath, f.a.Token, body, "Idempotency-Key", "k1"); r.Status != 400 || r.Header.Get("Idempotent-Replayed") != "" || r.JSON(t)["error"] != "already_assigned" {
+	if r := e.Do("POST", seatsPath, f.a.Token, body, "Idempotency-Key", "k1"); r.Status != 400 || r.Header.Get("Idempotent-Replayed") != "" || r.JSON(t)["error"] != "SeatAlreadyAssigned" {
 		t.Errorf("the customer's key: %d %s", r.Status, r.Body)
 	}
 	// Batches replay by key too.
@@ -481,7 +481,7 @@ func TestOrgIdempotencyKeysAreTheOrganizations(t *testing.T) {
 func TestOrgAsyncAndBatch(t *testing.T) {
 	t.Parallel()
 	f := orgSetup(t, seatdtest.Options{})
-	e, ctx := f.e, context.Background()
+	e := f.e
 	r := e.Do("POST", orgPath, f.aToken, map[string]any{"subscription_id": f.a.SubscriptionID, "email": "later@example.com"}, "Prefer", "respond-async")
 	loc := r.Header.Get("Location")
 	if r.Status != 202 || !strings.HasPrefix(loc, orgPath+"/requests/") || r.JSON(t)["status"] != "queued" {
@@ -508,7 +508,7 @@ func TestOrgAsyncAndBatch(t *testing.T) {
 		t.Errorf("async revoke polled %v", got)
 	}
 
-	small := seatdtest.Must(e.DB.CreatePool(ctx, "subscription", f.a.CustomerID, "Solo", 1, "active"))
+	small := e.Pool("subscription", f.a.CustomerID, "Solo", 1, "active")
 	items := []map[string]any{
 		{"subscription_id": f.a.SubscriptionID, "email": "b1@example.com"},
 		{"order_id": f.aOrder, "email": "b2@example.com", "immediate_claim": true}, // another customer's pool
@@ -527,7 +527,7 @@ func TestOrgAsyncAndBatch(t *testing.T) {
 	if counts["succeeded"] != 3.0 || counts["failed"] != 3.0 {
 		t.Errorf("counts %v", counts)
 	}
-	want := []string{"", "", "", "no_available_seats", "not_found", "not_found"}
+	want := []string{"", "", "", "SeatNotAvailable", "ResourceNotFound", "CustomerNotFound"}
 	for i, it := range got["items"].([]any) {
 		item := it.(map[string]any)
 		if want[i] == "" {

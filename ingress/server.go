@@ -153,7 +153,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.handler.S
 
 func (s *Server) routes() {
 	m := http.NewServeMux()
-	s.portalAPI().routes(m)
+	portal := s.portalAPI()
+	portal.routes(m)
+	m.HandleFunc("GET /v1/customer-portal/seats/subscriptions", portal.listClaimedSubscriptions)
 	s.orgAPI().routes(m)
 	m.HandleFunc("GET /v1/customer-seats/claim/{token}", s.claimInfo)
 	m.HandleFunc("POST /v1/customer-seats/claim", s.claim)
@@ -168,7 +170,10 @@ func (s *Server) routes() {
 }
 
 // notFound answers a request no route takes: 405 with Allow when the path
-// is known under other methods, 404 otherwise.
+// is known under other methods, 404 otherwise. Under /v1/, the API, the
+// caller is authenticated first, as Polar's API does: without a valid
+// token it is 401, so a client (Polar's SDK among them) never mistakes a
+// bad token for a missing resource.
 func (s *Server) notFound(w http.ResponseWriter, r *http.Request) {
 	var allow []string
 	for _, method := range []string{"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"} {
@@ -180,9 +185,13 @@ func (s *Server) notFound(w http.ResponseWriter, r *http.Request) {
 	}
 	if len(allow) > 0 {
 		w.Header().Set("Allow", strings.Join(allow, ", "))
-		writeJSON(w, http.StatusMethodNotAllowed, errorBody{Error: "method_not_allowed",
-			Detail: r.Method + " is not allowed here; allowed: " + strings.Join(allow, ", ")})
+		writeError(w, events.Errorf(events.CodeMethodNotAllowed, "%s is not allowed here; allowed: %s", r.Method, strings.Join(allow, ", ")))
 		return
+	}
+	if strings.HasPrefix(r.URL.Path, "/v1/") {
+		if _, ok := authenticate(s, w, r, s.anyToken); !ok {
+			return
+		}
 	}
 	writeError(w, events.Errorf(events.CodeNotFound, "Not found"))
 }
@@ -241,9 +250,13 @@ func bearerToken(r *http.Request) string {
 // errNoAccess is Polar's answer to a member without a billing role.
 var errNoAccess = events.Errorf(events.CodeForbidden, "Only owners and billing managers can access billing features.")
 
-// authenticate looks the request's bearer token up with lookup. A client
-// address that keeps sending bad tokens is answered 429 before any lookup;
-// a missing token, and one lookup refuses (401), charge that address.
+// authenticate identifies a request's caller by its bearer token with
+// lookup, and answers it (returning false) when it cannot: 401 without a
+// token or with one lookup does not know (unknown, expired, revoked, or of
+// a kind the endpoint does not take), 429 for a client address that keeps
+// sending bad tokens (before any lookup). A missing token, and one lookup
+// refuses, charge that address. It is the one place a bearer token becomes
+// a caller, for every endpoint that takes one and for unknown API paths.
 func authenticate[T any](s *Server, w http.ResponseWriter, r *http.Request, lookup func(context.Context, string) (T, error)) (T, bool) {
 	var none T
 	ip := clientIP(r)
@@ -254,7 +267,7 @@ func authenticate[T any](s *Server, w http.ResponseWriter, r *http.Request, look
 	token := bearerToken(r)
 	if token == "" {
 		s.authFail.charge(ip)
-		s.fail(w, events.Errorf(events.CodeUnauthorized, "Authentication required"))
+		s.fail(w, events.Errorf(events.CodeUnauthorized, "Unauthorized"))
 		return none, false
 	}
 	v, err := lookup(r.Context(), token)
@@ -268,6 +281,19 @@ func authenticate[T any](s *Server, w http.ResponseWriter, r *http.Request, look
 	return v, true
 }
 
+// anyToken looks up a bearer token of either kind (an organization access
+// token or a customer or member session), for paths that take no
+// particular caller: an unknown API path answers 401 or 404 by it.
+func (s *Server) anyToken(ctx context.Context, token string) (struct{}, error) {
+	var err error
+	if strings.HasPrefix(token, storage.OrgTokenPrefix) {
+		_, err = s.orgTokens.authenticate(ctx, token)
+	} else {
+		_, err = s.sessions.authenticate(ctx, token)
+	}
+	return struct{}{}, err
+}
+
 // auth authenticates a customer or member session and checks scope and,
 // for writes, role: every member may read, only a customer or an owner or
 // billing manager member may write (Polar's CustomerPortalUnionRead and
@@ -278,7 +304,7 @@ func (s *Server) auth(w http.ResponseWriter, r *http.Request, scope string, mana
 		return storage.Session{}, false
 	}
 	if !sess.HasScope(scope) {
-		s.fail(w, events.Errorf(events.CodeForbidden, "The session lacks the %s scope", scope))
+		insufficientScope(w, []string{scope})
 		return storage.Session{}, false
 	}
 	if manage && !sess.CanManageSeats() {
@@ -546,7 +572,7 @@ func (s *Server) writeQueued(w http.ResponseWriter, poll, id string) {
 // writeResult answers with a worker's result.
 func (s *Server) writeResult(w http.ResponseWriter, res events.Result) {
 	if !res.OK() {
-		writeJSON(w, httpStatus(res.Code), errorBody{Error: string(res.Code), Detail: res.Detail})
+		writeError(w, &events.Error{Code: res.Code, Detail: res.Detail})
 		return
 	}
 	if res.SessionID != "" { // a claim
@@ -559,34 +585,56 @@ func (s *Server) writeResult(w http.ResponseWriter, res events.Result) {
 // fail answers with an error; errors without a code are logged and
 // answered 500 without details.
 func (s *Server) fail(w http.ResponseWriter, err error) {
-	var ve *events.ValidationError
-	if errors.As(err, &ve) {
-		writeJSON(w, 422, ve)
-		return
-	}
-	if events.ErrorCode(err) == events.CodeInternal {
+	if events.ErrorCode(err) == events.CodeInternal && !errors.As(err, new(*events.ValidationError)) {
 		s.log.Error("internal error", "err", err)
 	}
 	writeError(w, err)
 }
 
+// errorBody is Polar's error body: the error's name (see answers) and its
+// message.
 type errorBody struct {
 	Error  string `json:"error"`
 	Detail string `json:"detail"`
 }
 
+// validationBody is the 422 body: the spec's HTTPValidationError, with the
+// error's name beside it as Polar sends it.
+type validationBody struct {
+	Error  string              `json:"error"`
+	Detail []events.FieldError `json:"detail"`
+}
+
+// writeError answers err in Polar's shape, with the status and name of its
+// code (the answers table). A 422 always carries a list of field errors;
+// a 401 always carries WWW-Authenticate.
 func writeError(w http.ResponseWriter, err error) {
-	code := events.ErrorCode(err)
-	if code == events.CodeUnauthorized {
-		w.Header().Set("WWW-Authenticate", `Bearer realm="polar"`)
+	var ve *events.ValidationError
+	if errors.As(err, &ve) {
+		writeJSON(w, http.StatusUnprocessableEntity, validationBody{Error: answerTo(events.CodeInvalid).name, Detail: ve.Detail})
+		return
 	}
-	detail := "Internal server error"
+	code := events.ErrorCode(err)
+	detail := "Internal Server Error"
 	var e *events.Error
 	if errors.As(err, &e) {
 		detail = e.Detail
 	}
-	writeJSON(w, httpStatus(code), errorBody{Error: string(code), Detail: detail})
+	a := answerTo(code)
+	switch a.status {
+	case http.StatusUnprocessableEntity:
+		writeJSON(w, a.status, validationBody{Error: a.name,
+			Detail: []events.FieldError{{Loc: []any{"body"}, Msg: detail, Type: "value_error"}}})
+		return
+	case http.StatusUnauthorized:
+		w.Header().Set("WWW-Authenticate", `Bearer realm="polar"`)
+	}
+	writeJSON(w, a.status, errorBody{Error: a.name, Detail: detail})
 }
+
+// WriteError answers err as the ingress would, for a handler that serves
+// before the ingress exists (a process still starting).
+func WriteError(w http.ResponseWriter, err error) { writeError(w, err) }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")

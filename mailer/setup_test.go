@@ -206,7 +206,7 @@ func (b *bundle) seedInvitation(t *testing.T, s seed) invitation {
 	if s.order {
 		kind, status = "order", "paid"
 	}
-	inv.poolID = must(b.db.CreatePool(ctx, kind, inv.owner, s.product, 10, status))
+	inv.poolID = storagetest.Pool(t, b.db, kind, inv.owner, s.product, 10, status)
 	a := events.SeatAssign{SubscriptionID: inv.poolID}
 	if s.order {
 		a = events.SeatAssign{OrderID: inv.poolID}

@@ -255,8 +255,7 @@ func (db *DB) applyQueued(ctx context.Context, tx pgx.Tx, st Settings, r events.
 // assignSet applies the assigns reqs[run...] (all queued in the ledger, in
 // batch order) set-based and stores their results.
 func (db *DB) assignSet(ctx context.Context, tx pgx.Tx, st Settings, reqs []events.Request, run []int, results []events.Result, now time.Time) error {
-	refuse := func(k int, code events.Code, format string, args ...any) {
-		e := events.Errorf(code, format, args...)
+	refuse := func(k int, e *events.Error) {
 		results[k] = events.Result{RequestID: reqs[k].ID, Code: e.Code, Detail: e.Detail}
 	}
 	pending := map[int]bool{} // requests not yet decided
@@ -312,7 +311,7 @@ func (db *DB) assignSet(ctx context.Context, tx pgx.Tx, st Settings, reqs []even
 			c, ok := found[a.CheckoutID]
 			switch {
 			case !ok || c.customer != reqs[k].CustomerID: // only customers name checkouts
-				refuse(k, events.CodeNotFound, "Checkout not found")
+				refuse(k, errCheckoutNotFound)
 				delete(pending, k)
 			case c.subID != nil:
 				ref[k] = poolRef{"subscriptions", *c.subID}
@@ -345,7 +344,7 @@ func (db *DB) assignSet(ctx context.Context, tx pgx.Tx, st Settings, reqs []even
 		}
 		// The row locks serialise capacity checks for these pools with
 		// every other worker until commit.
-		rows, err := tx.Query(ctx, `SELECT p.id::text, p.customer_id::text, c.email, c.organization_id::text, o.name, p.product_name,
+		rows, err := tx.Query(ctx, `SELECT p.id::text, p.customer_id::text, c.email, c.organization_id::text,
 				p.status, p.seats, p.seats_used, o.seat_based_pricing, o.member_model
 			FROM `+t.table+` p JOIN customers c ON c.id = p.customer_id JOIN organizations o ON o.id = c.organization_id
 			WHERE p.id = ANY($1::uuid[])
@@ -356,7 +355,7 @@ func (db *DB) assignSet(ctx context.Context, tx pgx.Tx, st Settings, reqs []even
 		}
 		for rows.Next() {
 			p := &pool{table: t.table}
-			if err := rows.Scan(&p.id, &p.customerID, &p.customerEmail, &p.orgID, &p.orgName, &p.productName,
+			if err := rows.Scan(&p.id, &p.customerID, &p.customerEmail, &p.orgID,
 				&p.status, &p.seats, &p.used, &p.seatPricing, &p.memberModel); err != nil {
 				rows.Close()
 				return err
@@ -379,30 +378,36 @@ func (db *DB) assignSet(ctx context.Context, tx pgx.Tx, st Settings, reqs []even
 		r := ref[k]
 		p := pools[r]
 		if p == nil || !OwnerOf(reqs[k]).owns(p) {
-			kind := "Subscription"
-			if r.table == "orders" {
-				kind = "Order"
-			}
-			refuse(k, events.CodeNotFound, "%s not found", kind)
+			refuse(k, events.Errorf(events.CodeNotFound, "%s not found", pool{table: r.table}.kind()))
 			delete(pending, k)
 			continue
 		}
 		poolOf[k] = p
 	}
 
-	// 3. Recipients named by id or external id, and existing customers by
-	// email, in one round trip.
-	type orgKey struct{ org, key string }
-	type customer struct{ id, email string }
+	// 3. What the requests name, in one round trip: customers by id or
+	// external id, existing customers by email (customer model), and the
+	// purchasers' members by id or external id.
 	var (
-		byIDKeys                 []string
-		extOrgs, extIDs          []string
-		emailOrgs, emailAddrs    []string
-		byID                     = map[orgKey]customer{}
-		byExt                    = map[orgKey]customer{}
-		byEmail                  = map[orgKey]customer{}
-		wantID, wantExt, wantEml = map[orgKey]bool{}, map[orgKey]bool{}, map[orgKey]bool{}
+		byIDKeys              []string
+		extOrgs, extIDs       []string
+		emailOrgs, emailAddrs []string
+		memberIDs             []string
+		memExtCusts, memExts  []string
+		byID                  = map[orgKey]customerRef{}
+		byExt                 = map[orgKey]customerRef{}
+		byEmail               = map[orgKey]customerRef{}
+		want                  = map[string]bool{} // every (kind, org or customer, key) asked for once
+		members               = newMemberSet()
 	)
+	ask := func(kind, scope, key string) bool {
+		k := kind + "\x00" + scope + "\x00" + key
+		if want[k] {
+			return false
+		}
+		want[k] = true
+		return true
+	}
 	for _, k := range run {
 		p := poolOf[k]
 		if p == nil {
@@ -411,26 +416,28 @@ func (db *DB) assignSet(ctx context.Context, tx pgx.Tx, st Settings, reqs []even
 		a := reqs[k].Assign
 		switch {
 		case a.CustomerID != "":
-			if key := (orgKey{p.orgID, a.CustomerID}); !wantID[key] {
-				wantID[key] = true
+			if ask("id", p.orgID, a.CustomerID) {
 				byIDKeys = append(byIDKeys, a.CustomerID)
 			}
 		case a.ExternalCustomerID != "":
-			if key := (orgKey{p.orgID, a.ExternalCustomerID}); !wantExt[key] {
-				wantExt[key] = true
+			if ask("ext", p.orgID, a.ExternalCustomerID) {
 				extOrgs, extIDs = append(extOrgs, p.orgID), append(extIDs, a.ExternalCustomerID)
 			}
-		default:
-			if p.memberModel {
-				continue // the occupant is a member, found below
+		case a.MemberID != "":
+			if ask("member", "", a.MemberID) {
+				memberIDs = append(memberIDs, a.MemberID)
 			}
-			if key := (orgKey{p.orgID, events.EmailKey(a.Email)}); !wantEml[key] {
-				wantEml[key] = true
-				emailOrgs, emailAddrs = append(emailOrgs, p.orgID), append(emailAddrs, key.key)
+		case a.ExternalMemberID != "":
+			if ask("member-ext", p.customerID, a.ExternalMemberID) {
+				memExtCusts, memExts = append(memExtCusts, p.customerID), append(memExts, a.ExternalMemberID)
+			}
+		case !memberPath(p, a):
+			if key := events.EmailKey(a.Email); ask("email", p.orgID, key) {
+				emailOrgs, emailAddrs = append(emailOrgs, p.orgID), append(emailAddrs, key)
 			}
 		}
 	}
-	if len(byIDKeys)+len(extIDs)+len(emailAddrs) > 0 {
+	if len(byIDKeys)+len(extIDs)+len(emailAddrs)+len(memberIDs)+len(memExts) > 0 {
 		b := &pgx.Batch{}
 		b.Queue(`SELECT organization_id::text, id::text, id::text, email FROM customers WHERE id = ANY($1::uuid[])`, byIDKeys)
 		b.Queue(`SELECT c.organization_id::text, k.ext, c.id::text, c.email
@@ -439,50 +446,32 @@ func (db *DB) assignSet(ctx context.Context, tx pgx.Tx, st Settings, reqs []even
 		b.Queue(`SELECT c.organization_id::text, k.email, c.id::text, c.email
 			FROM unnest($1::uuid[], $2::text[]) AS k(org, email)
 			JOIN customers c ON c.organization_id = k.org AND c.email_key = k.email`, emailOrgs, emailAddrs)
-		br := tx.SendBatch(ctx, b)
-		for _, into := range []map[orgKey]customer{byID, byExt, byEmail} {
-			rows, err := br.Query()
-			if err != nil {
-				_ = br.Close() // the error already in hand is the one to report
-				return fmt.Errorf("recipients: %w", err)
-			}
-			for rows.Next() {
-				var org, key string
-				var c customer
-				if err := rows.Scan(&org, &key, &c.id, &c.email); err != nil {
-					rows.Close()
-					_ = br.Close() // the error already in hand is the one to report
-					return err
-				}
-				into[orgKey{org, key}] = c
-			}
-			rows.Close()
-			if err := rows.Err(); err != nil {
-				_ = br.Close() // the error already in hand is the one to report
-				return fmt.Errorf("recipients: %w", err)
-			}
-		}
-		if err := br.Close(); err != nil {
-			return fmt.Errorf("recipients: %w", err)
+		b.Queue(`SELECT `+memberColumns+` FROM members m WHERE m.id = ANY($1::uuid[])`, memberIDs)
+		b.Queue(`SELECT `+memberColumns+` FROM unnest($1::uuid[], $2::text[]) AS k(cust, ext)
+			JOIN members m ON m.customer_id = k.cust AND m.external_id = k.ext`, memExtCusts, memExts)
+		err := sendReads(ctx, tx, b, "recipients",
+			func(rows pgx.Rows) error { return scanCustomers(rows, byID) },
+			func(rows pgx.Rows) error { return scanCustomers(rows, byExt) },
+			func(rows pgx.Rows) error { return scanCustomers(rows, byEmail) },
+			members.scan, members.scan)
+		if err != nil {
+			return err
 		}
 	}
 
-	// 4. Members (member model), live seats of every candidate holder, and
-	// inviters, in one round trip.
+	// 4. Members by email (the member path finds or creates the occupant by
+	// email), live seats of every candidate holder, and inviters, in one
+	// round trip.
 	type cand struct {
-		custID, custEmail string // the recipient customer (customer model) or its email (member model)
+		custID, custEmail string // the recipient customer, or the occupant's email on the member path
 		found             bool   // false: no customer with that id or external id
 	}
 	cands := map[int]cand{}
 	var (
 		memCusts, memEmails []string
-		wantMem             = map[orgKey]bool{}
 		dupPools, dupHolder []string
 		inviterIDs          []string
 	)
-	addDup := func(p *pool, holder string) {
-		dupPools, dupHolder = append(dupPools, p.id), append(dupHolder, holder)
-	}
 	for _, k := range run {
 		p := poolOf[k]
 		if p == nil {
@@ -497,7 +486,7 @@ func (db *DB) assignSet(ctx context.Context, tx pgx.Tx, st Settings, reqs []even
 		case a.ExternalCustomerID != "":
 			cu, ok := byExt[orgKey{p.orgID, a.ExternalCustomerID}]
 			c = cand{custID: cu.id, custEmail: cu.email, found: ok}
-		case p.memberModel:
+		case memberPath(p, a):
 			c = cand{custEmail: a.Email, found: true}
 		default:
 			// Found, or created below if the request gets that far.
@@ -508,27 +497,32 @@ func (db *DB) assignSet(ctx context.Context, tx pgx.Tx, st Settings, reqs []even
 			}
 		}
 		cands[k] = c
-		if p.memberModel {
-			if c.found {
-				if key := (orgKey{p.customerID, c.custEmail}); !wantMem[key] {
-					wantMem[key] = true
-					memCusts, memEmails = append(memCusts, p.customerID), append(memEmails, events.EmailKey(c.custEmail))
-				}
-				addDup(p, "email:"+events.NormalizeEmail(c.custEmail))
+		switch {
+		case !c.found:
+		case memberPath(p, a):
+			// The occupant's address: the named member's, else the one given.
+			email := c.custEmail
+			if m := members.named(p.customerID, a); m != nil {
+				email = m.Email
 			}
-		} else if c.custID != "" {
-			addDup(p, "customer:"+c.custID)
+			if email != "" {
+				if ask("member-email", p.customerID, events.EmailKey(email)) {
+					memCusts, memEmails = append(memCusts, p.customerID), append(memEmails, events.EmailKey(email))
+				}
+				dupPools, dupHolder = append(dupPools, p.id), append(dupHolder, "email:"+events.EmailKey(email))
+			}
+		case c.custID != "":
+			dupPools, dupHolder = append(dupPools, p.id), append(dupHolder, "customer:"+c.custID)
 		}
 		if reqs[k].MemberID != "" {
 			inviterIDs = append(inviterIDs, reqs[k].MemberID)
 		}
 	}
-	members := map[orgKey]string{}
 	live := map[orgKey]bool{} // (pool, holder) with a live seat
 	inviters := map[string]string{}
 	{
 		b := &pgx.Batch{}
-		b.Queue(`SELECT k.cust::text, k.email, m.id::text FROM unnest($1::uuid[], $2::text[]) AS k(cust, email)
+		b.Queue(`SELECT `+memberColumns+` FROM unnest($1::uuid[], $2::text[]) AS k(cust, email)
 			JOIN members m ON m.customer_id = k.cust AND m.email_key = k.email`, memCusts, memEmails)
 		// Written to match seats_one_per_holder, so each pair is an index
 		// probe however many seats the pool holds.
@@ -536,51 +530,39 @@ func (db *DB) assignSet(ctx context.Context, tx pgx.Tx, st Settings, reqs []even
 			WHERE EXISTS (SELECT 1 FROM seats s WHERE coalesce(s.subscription_id, s.order_id) = k.pool
 				AND s.holder = k.holder AND s.status IN ('pending', 'claimed'))`, dupPools, dupHolder)
 		b.Queue(`SELECT id::text, email FROM members WHERE id = ANY($1::uuid[])`, inviterIDs)
-		br := tx.SendBatch(ctx, b)
-		for q := 0; q < 3; q++ {
-			rows, err := br.Query()
-			if err != nil {
-				_ = br.Close() // the error already in hand is the one to report
-				return fmt.Errorf("holders: %w", err)
-			}
-			for rows.Next() {
-				var a, c string
-				var m string
-				switch q {
-				case 0:
-					err = rows.Scan(&a, &c, &m)
-					members[orgKey{a, c}] = m
-				case 1:
-					err = rows.Scan(&a, &c)
-					live[orgKey{a, c}] = true
-				case 2:
-					err = rows.Scan(&a, &c)
-					inviters[a] = c
+		err := sendReads(ctx, tx, b, "holders", members.scan,
+			func(rows pgx.Rows) error {
+				for rows.Next() {
+					var pool, holder string
+					if err := rows.Scan(&pool, &holder); err != nil {
+						return err
+					}
+					live[orgKey{pool, holder}] = true
 				}
-				if err != nil {
-					rows.Close()
-					_ = br.Close() // the error already in hand is the one to report
-					return err
+				return nil
+			},
+			func(rows pgx.Rows) error {
+				for rows.Next() {
+					var id, email string
+					if err := rows.Scan(&id, &email); err != nil {
+						return err
+					}
+					inviters[id] = email
 				}
-			}
-			rows.Close()
-			if err := rows.Err(); err != nil {
-				_ = br.Close() // the error already in hand is the one to report
-				return fmt.Errorf("holders: %w", err)
-			}
-		}
-		if err := br.Close(); err != nil {
-			return fmt.Errorf("holders: %w", err)
+				return nil
+			})
+		if err != nil {
+			return err
 		}
 	}
 
 	// 5. Decide each request in batch order, exactly as the serial path
 	// would: capacity counts the seats granted earlier in the batch, a
-	// customer or member created for an earlier request is found by a
-	// later one, and a seat granted earlier is a duplicate for a later one.
+	// customer or member created (or a member linked to an external id) for
+	// an earlier request is found by a later one, and a seat granted
+	// earlier is a duplicate for a later one.
 	var w batchWrites
 	newCustomers := map[orgKey]string{} // (org, lower email) → id created in this batch
-	newMembers := map[orgKey]string{}   // (purchaser, lower email) → id created in this batch
 	for _, k := range run {
 		p := poolOf[k]
 		if p == nil {
@@ -589,39 +571,43 @@ func (db *DB) assignSet(ctx context.Context, tx pgx.Tx, st Settings, reqs []even
 		r := reqs[k]
 		a := r.Assign
 		if !p.seatPricing {
-			refuse(k, events.CodeSeatPricingDisabled, "Seat-based pricing is not enabled for this organization")
+			refuse(k, errSeatPricingDisabled)
 			continue
 		}
 		if p.table == "orders" && p.status != "paid" {
-			refuse(k, events.CodeOrderNotPaid, "Order must be paid before assigning seats")
+			refuse(k, errOrderNotPaid)
 			continue
 		}
 		if p.seats-p.used <= 0 {
-			refuse(k, events.CodeNoAvailableSeats, "No available seats")
+			refuse(k, noAvailableSeats(p.id))
 			continue
 		}
 		c := cands[k]
 		if !c.found {
-			refuse(k, events.CodeNotFound, "Customer not found")
+			if memberPath(p, a) {
+				refuse(k, errMemberCustomerNotFound)
+			} else {
+				refuse(k, customerNotFound(a))
+			}
 			continue
 		}
-		// The recipient, found or to be created; nothing is created before
-		// the duplicate check passes, as the serial path rolls it back.
+		// The recipient, found or to be created; nothing is created (and
+		// no member linked) before the duplicate check passes, as the
+		// serial path rolls it back.
 		var (
-			rc                    recipient
-			createMember, newCust bool
+			rc      recipient
+			change  memberChange
+			newCust bool
 		)
-		if p.memberModel {
-			key := orgKey{p.customerID, events.EmailKey(c.custEmail)}
-			memberID, ok := members[key]
-			if !ok {
-				if memberID, ok = newMembers[key]; !ok {
-					memberID, createMember = uuid.NewString(), true
-				}
+		if memberPath(p, a) {
+			m, ch, refusal := members.resolve(p.customerID, c.custEmail, a, now)
+			if refusal != nil {
+				refuse(k, refusal)
+				continue
 			}
-			email := c.custEmail
-			rc = recipient{customerID: p.customerID, customerEmail: p.customerEmail, memberID: &memberID, email: &email,
-				holder: "email:" + events.NormalizeEmail(c.custEmail)}
+			change = ch
+			rc = recipient{customerID: p.customerID, customerEmail: m.Email, member: &m,
+				holder: "email:" + events.EmailKey(m.Email)}
 		} else {
 			custID, custEmail := c.custID, c.custEmail
 			if custID == "" { // an email no customer of the organization has yet
@@ -635,16 +621,16 @@ func (db *DB) assignSet(ctx context.Context, tx pgx.Tx, st Settings, reqs []even
 		}
 		holderKey := orgKey{p.id, rc.holder}
 		if live[holderKey] {
-			who := rc.customerID
-			if rc.email != nil {
-				who = *rc.email
-			}
-			refuse(k, events.CodeAlreadyAssigned, "Seat already assigned to customer %s", who)
+			refuse(k, alreadyAssigned(a, rc))
 			continue
 		}
-		if createMember {
-			newMembers[orgKey{p.customerID, events.EmailKey(c.custEmail)}] = *rc.memberID
-			w.members = append(w.members, []string{*rc.memberID, p.customerID, c.custEmail})
+		switch change {
+		case memberCreated:
+			members.add(*rc.member)
+			w.members = append(w.members, *rc.member)
+		case memberLinked:
+			members.add(*rc.member)
+			w.linkIDs, w.linkExts = append(w.linkIDs, rc.member.ID), append(w.linkExts, *rc.member.ExternalID)
 		}
 		if newCust {
 			newCustomers[orgKey{p.orgID, events.EmailKey(a.Email)}] = rc.customerID
@@ -679,11 +665,51 @@ func (db *DB) assignSet(ctx context.Context, tx pgx.Tx, st Settings, reqs []even
 	return w.send(ctx, tx, now)
 }
 
+// sendReads sends a batch of queries (on a transaction or the pool) and
+// hands each one's rows to its reader, in order.
+func sendReads(ctx context.Context, q interface {
+	SendBatch(context.Context, *pgx.Batch) pgx.BatchResults
+}, b *pgx.Batch, what string, readers ...func(pgx.Rows) error) error {
+	br := q.SendBatch(ctx, b)
+	for _, read := range readers {
+		rows, err := br.Query()
+		if err == nil {
+			err = read(rows)
+			rows.Close()
+			err = errors.Join(err, rows.Err())
+		}
+		if err != nil {
+			_ = br.Close() // the error already in hand is the one to report
+			return fmt.Errorf("%s: %w", what, err)
+		}
+	}
+	if err := br.Close(); err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	return nil
+}
+
+// customerRef is a customer a batch read.
+type customerRef struct{ id, email string }
+
+// scanCustomers reads (scope, key, id, email) rows into into.
+func scanCustomers(rows pgx.Rows, into map[orgKey]customerRef) error {
+	for rows.Next() {
+		var scope, key, id, email string
+		if err := rows.Scan(&scope, &key, &id, &email); err != nil {
+			return err
+		}
+		into[orgKey{scope, key}] = customerRef{id, email}
+	}
+	return nil
+}
+
 // batchWrites collects a set-based batch's rows, one slice per column.
 type batchWrites struct {
 	customerEmail                           map[string]string
 	custIDs, custOrgs, custEmails           []string
-	members                                 [][]string // id, customer, email
+	members                                 []events.Member // created
+	linkIDs, linkExts                       []string        // existing members taking an external id
 	seatCols                                seatColumnsBuf
 	invIDs, invSeats                        []string
 	invNonces, invHashes                    [][]byte
@@ -730,8 +756,8 @@ func (w *batchWrites) addSeat(st Settings, r events.Request, p *pool, rc recipie
 	w.granted[p]++
 	customerID := rc.customerID
 	seat := events.CustomerSeat{ID: uuid.NewString(), CreatedAt: now, Status: events.SeatPending,
-		CustomerID: &customerID, MemberID: rc.memberID, Email: rc.email, CustomerEmail: ptr(rc.customerEmail),
-		SeatMetadata: a.Metadata}
+		CustomerID: &customerID, MemberID: rc.memberID(), Member: rc.member, Email: rc.email(),
+		CustomerEmail: ptr(rc.customerEmail), SeatMetadata: a.Metadata}
 	poolID := p.id
 	var sub, ord *string
 	if p.table == "orders" {
@@ -763,7 +789,7 @@ func (w *batchWrites) addSeat(st Settings, r events.Request, p *pool, rc recipie
 	c.id = append(c.id, ptr(seat.ID))
 	c.sub, c.ord = append(c.sub, sub), append(c.ord, ord)
 	c.status = append(c.status, ptr(string(seat.Status)))
-	c.customer, c.member, c.email = append(c.customer, &customerID), append(c.member, rc.memberID), append(c.email, rc.email)
+	c.customer, c.member, c.email = append(c.customer, &customerID), append(c.member, seat.MemberID), append(c.email, seat.Email)
 	c.holder, c.inv = append(c.holder, ptr(rc.holder)), append(c.inv, invID)
 	c.tokenHash = append(c.tokenHash, tokenHash)
 	c.expires, c.claimed = append(c.expires, seat.InvitationTokenExpiresAt), append(c.claimed, seat.ClaimedAt)
@@ -835,12 +861,21 @@ func (w *batchWrites) send(ctx context.Context, tx pgx.Tx, now time.Time) error 
 	}
 	if n := len(w.members); n > 0 {
 		ids, custs, emails, keys := make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+		exts := make([]*string, n)
 		for i, m := range w.members {
-			ids[i], custs[i], emails[i], keys[i] = m[0], m[1], m[2], events.EmailKey(m[2])
+			ids[i], custs[i], emails[i], keys[i], exts[i] = m.ID, m.CustomerID, m.Email, events.EmailKey(m.Email), m.ExternalID
 		}
-		queue(expect(n), `INSERT INTO members (id, customer_id, email, email_key, role)
-			SELECT id, cust, email, key, 'member' FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[]) AS u(id, cust, email, key)
-			ON CONFLICT (customer_id, email_key) DO NOTHING`, ids, custs, emails, keys)
+		queue(expect(n), `INSERT INTO members (id, customer_id, email, email_key, role, external_id, created_at)
+			SELECT id, cust, email, key, 'member', ext, $6 FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[])
+				AS u(id, cust, email, key, ext)
+			ON CONFLICT (customer_id, email_key) DO NOTHING`, ids, custs, emails, keys, exts, now)
+	}
+	if n := len(w.linkIDs); n > 0 {
+		// After the inserts: a member created by an earlier request of the
+		// batch may be the one a later request links.
+		queue(expect(n), `UPDATE members m SET external_id = u.ext, modified_at = $3
+			FROM unnest($1::uuid[], $2::text[]) AS u(id, ext) WHERE m.id = u.id AND m.external_id IS NULL`,
+			w.linkIDs, w.linkExts, now)
 	}
 	if n := len(w.seatCols.id); n > 0 {
 		c := w.seatCols

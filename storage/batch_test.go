@@ -45,12 +45,15 @@ type batchWorld struct {
 	buyerA, buyerB, buyerC, other, alice, bob string
 	s1, s2, o1, o2, foreign, sb, sc, k1, k2   string
 	aliceSeat, member1, owner                 string
+	prodA, prodB, prodC                       string
+	sb2, s3, memberA                          string
 }
 
 func newBatchWorld() batchWorld {
 	n := uuid.NewString
 	return batchWorld{orgA: n(), orgB: n(), orgC: n(), buyerA: n(), buyerB: n(), buyerC: n(), other: n(), alice: n(), bob: n(),
-		s1: n(), s2: n(), o1: n(), o2: n(), foreign: n(), sb: n(), sc: n(), k1: n(), k2: n(), aliceSeat: n(), member1: n(), owner: n()}
+		s1: n(), s2: n(), o1: n(), o2: n(), foreign: n(), sb: n(), sc: n(), k1: n(), k2: n(), aliceSeat: n(), member1: n(), owner: n(),
+		prodA: n(), prodB: n(), prodC: n(), sb2: n(), s3: n(), memberA: n()}
 }
 
 func (w batchWorld) build(t *testing.T, db *storage.DB) {
@@ -63,18 +66,27 @@ func (w batchWorld) build(t *testing.T, db *storage.DB) {
 		($4, $6, 'other@a.test', NULL), ($5, $6, 'alice@a.test', 'ext-alice')`,
 		w.buyerA, w.buyerB, w.buyerC, w.other, w.alice, w.orgA, w.orgB, w.orgC)
 	x(`INSERT INTO customers (id, organization_id, email) VALUES ($1, $2, 'Bob@a.test')`, w.bob, w.orgA)
-	x(`INSERT INTO subscriptions (id, customer_id, product_name, seats, seats_used, status) VALUES
-		($1, $5, 'P', 3, 1, 'active'), ($2, $5, 'P', 1, 0, 'active'), ($3, $6, 'P', 5, 0, 'active'),
-		($4, $7, 'P', 3, 0, 'active')`, w.s1, w.s2, w.foreign, w.sb, w.buyerA, w.other, w.buyerB)
-	x(`INSERT INTO subscriptions (id, customer_id, product_name, seats, status) VALUES ($1, $2, 'P', 5, 'active')`, w.sc, w.buyerC)
-	x(`INSERT INTO orders (id, customer_id, product_name, seats, status) VALUES
-		($1, $3, 'P', 2, 'pending'), ($2, $3, 'P', 2, 'paid')`, w.o1, w.o2, w.buyerA)
+	x(`INSERT INTO products (id, organization_id, name, recurring_interval, recurring_interval_count) VALUES
+		($1, $4, 'P', 'month', 1), ($2, $5, 'P', 'month', 1), ($3, $6, 'P', 'month', 1)`, w.prodA, w.prodB, w.prodC, w.orgA, w.orgB, w.orgC)
+	x(`INSERT INTO subscriptions (id, customer_id, product_id, seats, seats_used, status) VALUES
+		($1, $5, $8, 3, 1, 'active'), ($2, $5, $8, 1, 0, 'active'), ($3, $6, $8, 5, 0, 'active'),
+		($4, $7, $9, 3, 0, 'active')`, w.s1, w.s2, w.foreign, w.sb, w.buyerA, w.other, w.buyerB, w.prodA, w.prodB)
+	x(`INSERT INTO subscriptions (id, customer_id, product_id, seats, status) VALUES ($1, $2, $3, 5, 'active')`, w.sc, w.buyerC, w.prodC)
+	x(`INSERT INTO subscriptions (id, customer_id, product_id, seats, status) VALUES ($1, $3, $5, 10, 'active'), ($2, $4, $6, 10, 'active')`,
+		w.sb2, w.s3, w.buyerB, w.buyerA, w.prodB, w.prodA)
+	x(`INSERT INTO orders (id, customer_id, product_id, seats, status) VALUES
+		($1, $3, $4, 2, 'pending'), ($2, $3, $4, 2, 'paid')`, w.o1, w.o2, w.buyerA, w.prodA)
 	x(`INSERT INTO checkouts (id, customer_id, subscription_id, order_id) VALUES ($1, $3, $4, NULL), ($2, $3, NULL, $5)`,
 		w.k1, w.k2, w.buyerA, w.s1, w.o2)
 	x(`INSERT INTO seats (id, subscription_id, status, customer_id, holder, claimed_at, version)
 		VALUES ($1, $2, 'claimed', $3, $4, now(), 2)`, w.aliceSeat, w.s1, w.alice, "customer:"+w.alice)
-	x(`INSERT INTO members (id, customer_id, email, role) VALUES ($1, $3, 'm1@b.test', 'member'), ($2, $3, 'owner@b.test', 'owner')`,
+	x(`INSERT INTO members (id, customer_id, email, role, name, external_id) VALUES
+		($1, $3, 'm1@b.test', 'member', 'Member One', 'ext-m1'), ($2, $3, 'owner@b.test', 'owner', NULL, NULL)`,
 		w.member1, w.owner, w.buyerB)
+	// A member of the customer-model organization's buyer: member ids take
+	// the member path there too.
+	x(`INSERT INTO members (id, customer_id, email, role, external_id) VALUES ($1, $2, 'ma@a.test', 'member', 'ext-ma')`,
+		w.memberA, w.buyerA)
 }
 
 // requests is a batch that touches every check, in an order where each
@@ -107,8 +119,24 @@ func (w batchWorld) requests() []events.Request {
 	r := add(w.buyerB, events.SeatAssign{SubscriptionID: w.sb, Email: "newm@b.test"})               // ok, new member, invited by the owner
 	r.MemberID = w.owner
 	add(w.buyerB, events.SeatAssign{SubscriptionID: w.sb, Email: "other@b.test", ImmediateClaim: true}) // ok: SB full
-	add(w.buyerB, events.SeatAssign{SubscriptionID: w.sb, Email: "late@b.test"})                        // no seats
-	out = append(out, out[1])                                                                           // the same request twice: one seat
+	// Members named by id and external id (Polar's _resolve_member).
+	add(w.buyerB, events.SeatAssign{SubscriptionID: w.sb2, MemberID: w.member1})                                  // ok: by id
+	add(w.buyerB, events.SeatAssign{SubscriptionID: w.sb2, MemberID: w.member1})                                  // already assigned (m1@b.test)
+	add(w.buyerB, events.SeatAssign{SubscriptionID: w.sb2, MemberID: uuid.NewString()})                           // member not found
+	add(w.buyerB, events.SeatAssign{SubscriptionID: w.sb2, MemberID: w.memberA})                                  // member not found: another customer's
+	add(w.buyerB, events.SeatAssign{SubscriptionID: w.sb2, ExternalMemberID: "ext-m1", Email: "else@b.test"})     // email mismatch
+	add(w.buyerB, events.SeatAssign{SubscriptionID: w.sb2, ExternalMemberID: "ext-new"})                          // member not found
+	add(w.buyerB, events.SeatAssign{SubscriptionID: w.sb2, ExternalMemberID: "ext-owner", Email: "Owner@b.test"}) // ok: the owner takes ext-owner
+	add(w.buyerB, events.SeatAssign{SubscriptionID: w.sb2, ExternalMemberID: "ext-owner"})                        // already assigned: linked just now
+	add(w.buyerB, events.SeatAssign{SubscriptionID: w.sb2, ExternalMemberID: "ext-fresh", Email: "fresh@b.test"}) // ok: new member with ext-fresh
+	add(w.buyerB, events.SeatAssign{SubscriptionID: w.sb2, ExternalMemberID: "ext-other", Email: "fresh@b.test"}) // email mismatch: fresh has ext-fresh
+	add(w.buyerB, events.SeatAssign{SubscriptionID: w.sb2, CustomerID: w.alice})                                  // invalid: not a customer of B
+	add(w.buyerB, events.SeatAssign{SubscriptionID: w.sb2, Email: "M1@b.test"})                                   // already assigned: by id above
+	add(w.buyerA, events.SeatAssign{SubscriptionID: w.s3, MemberID: w.memberA})                                   // ok: member path without the member model
+	add(w.buyerA, events.SeatAssign{SubscriptionID: w.s3, ExternalMemberID: "ext-ma"})                            // already assigned (ma@a.test)
+	add(w.buyerA, events.SeatAssign{SubscriptionID: w.s3, Email: "ma@a.test"})                                    // ok: the customer path keys by customer
+	add(w.buyerB, events.SeatAssign{SubscriptionID: w.sb, Email: "late@b.test"})                                  // no seats
+	out = append(out, out[1])                                                                                     // the same request twice: one seat
 	return out
 }
 
@@ -140,6 +168,11 @@ func describe(t *testing.T, db *storage.DB, res events.Result) string {
 		s += fmt.Sprintf(" seat{%s sub=%v order=%v cust=%s email=%q custEmail=%q claimed=%v expires=%v meta=%s member=%v}",
 			st.Status, st.SubscriptionID != nil, st.OrderID != nil, cust, email, deref(st.CustomerEmail),
 			st.ClaimedAt != nil, st.InvitationTokenExpiresAt != nil, compactJSON(st.SeatMetadata), st.MemberID != nil)
+		if m := st.Member; m != nil {
+			s += fmt.Sprintf(" member{%s same-id=%v cust=%s email=%q name=%q ext=%q role=%s modified=%v}",
+				names(t, db, m.ID), st.MemberID != nil && *st.MemberID == m.ID, names(t, db, m.CustomerID), m.Email,
+				deref(m.Name), deref(m.ExternalID), m.Role, m.ModifiedAt != nil)
+		}
 	}
 	return s
 }
@@ -152,6 +185,8 @@ func compactJSON(m json.RawMessage) string {
 	}
 	return b.String()
 }
+
+func ptr[T any](v T) *T { return &v }
 
 func deref(s *string) string {
 	if s == nil {
@@ -183,7 +218,7 @@ func dbState(t *testing.T, db *storage.DB) []string {
 		coalesce(email, ''), coalesce(inviter_email, ''), coalesce(seat_metadata::text, ''), version,
 		(invitation_token_hash IS NOT NULL) FROM seats`)
 	q(`SELECT 'customer', organization_id::text, email FROM customers`)
-	q(`SELECT 'member', customer_id::text, email, role FROM members`)
+	q(`SELECT 'member', customer_id::text, email, role, coalesce(name, ''), coalesce(external_id, ''), modified_at IS NOT NULL FROM members`)
 	q(`SELECT 'invitation', delivery_state FROM invitations`)
 	q(`SELECT 'outbox', subject, payload->>'type' FROM outbox`)
 	q(`SELECT 'request', status, coalesce(code, ''), deliveries FROM requests`)
@@ -220,8 +255,11 @@ func TestApplySetMatchesSerial(t *testing.T) {
 		t.Fatal(err)
 	}
 	wantCodes := []events.Code{"already_assigned", "ok", "already_assigned", "ok", "no_available_seats", "ok", "ok", "ok",
-		"no_available_seats", "order_not_paid", "not_found", "ok", "not_found", "not_found", "not_found", "seat_pricing_disabled",
-		"ok", "already_assigned", "ok", "ok", "no_available_seats", "ok"}
+		"no_available_seats", "order_not_paid", "not_found", "ok", "customer_not_found", "customer_not_found", "not_found",
+		"seat_pricing_disabled", "ok", "already_assigned", "ok", "ok",
+		"ok", "already_assigned", "member_not_found", "member_not_found", "member_email_mismatch", "member_not_found", "ok",
+		"already_assigned", "ok", "member_email_mismatch", "invalid_seat_assignment", "already_assigned", "ok", "already_assigned", "ok",
+		"no_available_seats", "ok"}
 	for i := range reqs {
 		if got[i].RequestID != reqs[i].ID {
 			t.Errorf("%d: result for %s, want %s", i, got[i].RequestID, reqs[i].ID)
@@ -232,6 +270,56 @@ func TestApplySetMatchesSerial(t *testing.T) {
 		}
 		if i < len(wantCodes) && got[i].Code != wantCodes[i] {
 			t.Errorf("%d: code %s, want %s (%s)", i, got[i].Code, wantCodes[i], got[i].Detail)
+		}
+	}
+	// Polar's messages, naming what was not found or is taken.
+	for i, want := range map[int]string{
+		0:  "Seat already assigned to customer alice@a.test",
+		4:  "No available seats for " + w.s1,
+		12: "Customer not found: " + reqs[12].Assign.CustomerID,
+		13: "Customer not found: nope",
+		14: "No subscription or order found for this checkout",
+		22: "Member not found: " + reqs[22].Assign.MemberID,
+		24: "Member with external_member_id 'ext-m1' exists but has a different email than 'else@b.test'",
+		25: "Member not found: ext-new",
+		27: "Seat already assigned to customer owner@b.test",
+		30: "Customer not found for the provided customer_id or external_customer_id.",
+	} {
+		if got[i].Detail != want {
+			t.Errorf("%d: detail %q, want %q", i, got[i].Detail, want)
+		}
+	}
+	// The seats carry their members: the owner linked to ext-owner, a new
+	// member created with ext-fresh, a member of a customer-model buyer.
+	for i, want := range map[int]events.Member{
+		20: {ID: w.member1, CustomerID: w.buyerB, Email: "m1@b.test", Name: ptr("Member One"), ExternalID: ptr("ext-m1"), Role: "member"},
+		26: {ID: w.owner, CustomerID: w.buyerB, Email: "owner@b.test", ExternalID: ptr("ext-owner"), Role: "owner"},
+		28: {CustomerID: w.buyerB, Email: "fresh@b.test", ExternalID: ptr("ext-fresh"), Role: "member"},
+		32: {ID: w.memberA, CustomerID: w.buyerA, Email: "ma@a.test", ExternalID: ptr("ext-ma"), Role: "member"},
+	} {
+		m := got[i].Seat.Member
+		if m == nil || (want.ID != "" && m.ID != want.ID) || m.CustomerID != want.CustomerID || m.Email != want.Email ||
+			deref(m.Name) != deref(want.Name) || deref(m.ExternalID) != deref(want.ExternalID) || m.Role != want.Role ||
+			*got[i].Seat.MemberID != m.ID || (m.ModifiedAt != nil) != (i == 26) {
+			t.Errorf("%d: member %+v, want %+v", i, m, want)
+		}
+	}
+	// Each seat as answered is the seat as read back, member and all, on
+	// both paths.
+	for db, results := range map[*storage.DB][]events.Result{set: got, serial: want} {
+		for i, res := range results {
+			if res.Seat == nil {
+				continue
+			}
+			back, err := db.Seat(t.Context(), res.Seat.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			a, _ := json.Marshal(res.Seat)
+			b, _ := json.Marshal(back)
+			if !bytes.Equal(a, b) {
+				t.Errorf("%d: seat answered\n%s\nread back\n%s", i, a, b)
+			}
 		}
 	}
 	if got[1].Seat == nil || got[len(got)-1].Seat == nil || got[1].Seat.ID != got[len(got)-1].Seat.ID {
@@ -296,16 +384,9 @@ func TestApplySetRacingWorkers(t *testing.T) {
 	const pools, seats = 4, 7
 	var subs []string
 	for range pools {
-		id, err := db.CreatePool(ctx, "subscription", buyer, "P", seats, "")
-		if err != nil {
-			t.Fatal(err)
-		}
-		subs = append(subs, id)
+		subs = append(subs, storagetest.Pool(t, db, "subscription", buyer, "P", seats, ""))
 	}
-	unpaid, err := db.CreatePool(ctx, "order", buyer, "P", 5, "pending")
-	if err != nil {
-		t.Fatal(err)
-	}
+	unpaid := storagetest.Pool(t, db, "order", buyer, "P", 5, "pending")
 	// 400 requests: 12 distinct emails per pool (each asked for several
 	// times, in varying case), plus unpaid orders and unknown customers.
 	var reqs []events.Request
@@ -447,10 +528,7 @@ func TestApplySetConcurrentNewCustomer(t *testing.T) {
 	st := storage.Settings{Keys: testKeys(t)}
 	org, _ := db.CreateOrganization(ctx, "Race", true, false)
 	buyer, _ := db.CreateCustomer(ctx, org, "buyer@race.test", "")
-	sub, err := db.CreatePool(ctx, "subscription", buyer, "P", 3, "")
-	if err != nil {
-		t.Fatal(err)
-	}
+	sub := storagetest.Pool(t, db, "subscription", buyer, "P", 3, "")
 	other, err := db.Pool.Begin(ctx)
 	if err != nil {
 		t.Fatal(err)

@@ -57,12 +57,13 @@ func (db *DB) Invitation(ctx context.Context, token string) (InvitationView, err
 	err := db.Pool.QueryRow(ctx, `SELECT s.id, s.status, s.invitation_id IS NOT DISTINCT FROM i.id,
 			NOT EXISTS (SELECT 1 FROM invitations n WHERE n.seat_id = i.seat_id AND n.created_at > i.created_at),
 			i.expires_at, s.claimed_at, s.revoked_at, s.inviter_email, coalesce(s.email, c.email),
-			coalesce(sub.product_name, o.product_name), org.name, org.claim_return_url
+			prod.name, org.name, org.claim_return_url
 		FROM invitations i
 		JOIN seats s ON s.id = i.seat_id
 		LEFT JOIN customers c ON c.id = s.customer_id
 		LEFT JOIN subscriptions sub ON sub.id = s.subscription_id
 		LEFT JOIN orders o ON o.id = s.order_id
+		LEFT JOIN products prod ON prod.id = coalesce(sub.product_id, o.product_id)
 		LEFT JOIN customers owner ON owner.id = coalesce(sub.customer_id, o.customer_id)
 		LEFT JOIN organizations org ON org.id = owner.organization_id
 		WHERE i.token_hash = $1`, secret.HashToken(token)).Scan(

@@ -129,12 +129,13 @@ func (d *Delivery) load(ctx context.Context, invitationID string) error {
 		return q.QueryRow(ctx, `SELECT i.id, i.seat_id, i.nonce, i.expires_at, i.delivery_state, i.attempts,
 			i.expires_at <= now(), s.status, s.invitation_id::text, s.invitation_token_hash,
 			coalesce(s.email, c.email), s.inviter_email,
-			coalesce(sub.product_name, o.product_name), org.name
+			prod.name, org.name
 		FROM invitations i
 		JOIN seats s ON s.id = i.seat_id
 		LEFT JOIN customers c ON c.id = s.customer_id
 		LEFT JOIN subscriptions sub ON sub.id = s.subscription_id
 		LEFT JOIN orders o ON o.id = s.order_id
+		LEFT JOIN products prod ON prod.id = coalesce(sub.product_id, o.product_id)
 		LEFT JOIN customers pc ON pc.id = coalesce(sub.customer_id, o.customer_id)
 		LEFT JOIN organizations org ON org.id = pc.organization_id
 		WHERE i.id = $1`, invitationID).Scan(

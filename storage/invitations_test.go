@@ -38,8 +38,11 @@ func invSetup(t *testing.T) *invFixture {
 	f.exec(t, `INSERT INTO organizations (id, name, slug) VALUES ($1, 'Initech', 'initech')`, org)
 	f.exec(t, `INSERT INTO customers (id, organization_id, email) VALUES ($1, $2, 'buyer@initech.test')`, buyer, org)
 	f.exec(t, `INSERT INTO customers (id, organization_id, email) VALUES ($1, $2, 'peter@initech.test')`, member, org)
-	f.exec(t, `INSERT INTO subscriptions (id, customer_id, product_name, seats, seats_used, status)
-		VALUES ($1, $2, 'TPS Reports', 5, 1, 'active')`, sub, buyer)
+	prod := uuid.NewString()
+	f.exec(t, `INSERT INTO products (id, organization_id, name, recurring_interval, recurring_interval_count)
+		VALUES ($1, $2, 'TPS Reports', 'month', 1)`, prod, org)
+	f.exec(t, `INSERT INTO subscriptions (id, customer_id, product_id, seats, seats_used, status)
+		VALUES ($1, $2, $3, 5, 1, 'active')`, sub, buyer, prod)
 	f.exec(t, `INSERT INTO seats (id, subscription_id, status, customer_id, holder, invitation_id,
 			invitation_token_hash, invitation_token_expires_at, inviter_email)
 		VALUES ($1, $2, 'pending', $3, $4, $5, $6, now() + interval '1 day', 'bill@initech.test')`,

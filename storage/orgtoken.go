@@ -146,7 +146,7 @@ func (db *DB) RevokeOrgToken(ctx context.Context, id string) (OrgToken, error) {
 // cannot be a token (its checksum fails) costs no lookup. Only the keyed
 // hash is looked up, and the stored hash is compared in constant time.
 func (db *DB) AuthenticateOrgToken(ctx context.Context, keys secret.Keys, token string) (OrgToken, error) {
-	unauthorized := events.Errorf(events.CodeUnauthorized, "Authentication required")
+	unauthorized := errBadBearer
 	if !secret.ValidPrefixedToken(OrgTokenPrefix, token) {
 		return OrgToken{}, unauthorized
 	}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/seatd/seatd/events"
 	"github.com/seatd/seatd/storage"
+	"github.com/seatd/seatd/storage/storagetest"
 )
 
 // TestRelayOutbox: the seat transaction leaves one mail request and one
@@ -29,10 +30,7 @@ func TestRelayOutbox(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sub, err := db.CreatePool(ctx, "subscription", buyer, "Pro", 5, "active")
-	if err != nil {
-		t.Fatal(err)
-	}
+	sub := storagetest.Pool(t, db, "subscription", buyer, "Pro", 5, "active")
 	var seats []string
 	for _, email := range []string{"a@acme.test", "b@acme.test"} {
 		res, err := db.Apply(ctx, storage.Settings{Keys: testKeys(t)}, []events.Request{{ID: uuid.NewString(), Op: events.OpAssign,

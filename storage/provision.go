@@ -61,57 +61,147 @@ func (db *DB) CreateCustomer(ctx context.Context, orgID, email, externalID strin
 	return id, provisionErr(err, "organization")
 }
 
+// MemberSpec describes a member to create.
+type MemberSpec struct {
+	CustomerID string
+	Email      string
+	Role       string // owner, billing_manager or member (default)
+	Name       string // optional
+	ExternalID string // optional; unique within the customer
+}
+
 // CreateMember creates a member of a customer.
-func (db *DB) CreateMember(ctx context.Context, customerID, email, role string) (string, error) {
-	if _, ok := events.ParseUUID(customerID); !ok {
-		return "", events.Errorf(events.CodeInvalid, "customer id %q is not a UUID", customerID)
+func (db *DB) CreateMember(ctx context.Context, m MemberSpec) (string, error) {
+	if _, ok := events.ParseUUID(m.CustomerID); !ok {
+		return "", events.Errorf(events.CodeInvalid, "customer id %q is not a UUID", m.CustomerID)
 	}
-	switch role {
+	switch m.Role {
 	case "":
-		role = "member"
+		m.Role = "member"
 	case "owner", "billing_manager", "member":
 	default:
 		return "", events.Errorf(events.CodeInvalid, "role must be owner, billing_manager or member")
 	}
-	addr, msg := events.ParseEmail(email)
+	addr, msg := events.ParseEmail(m.Email)
 	if msg != "" {
-		return "", events.Errorf(events.CodeInvalid, "invalid email %q: %s", email, msg)
+		return "", events.Errorf(events.CodeInvalid, "invalid email %q: %s", m.Email, msg)
 	}
-	id := uuid.NewString()
-	_, err := db.Pool.Exec(ctx, `INSERT INTO members (id, customer_id, email, email_key, role) VALUES ($1, $2, $3, $4, $5)`,
-		id, customerID, addr.Display, addr.Key, role)
-	return id, provisionErr(err, "customer")
-}
-
-// CreatePool creates a subscription (kind "subscription", status active or
-// canceled) or an order (kind "order", status paid or pending).
-func (db *DB) CreatePool(ctx context.Context, kind, customerID, product string, seats int, status string) (string, error) {
-	table, statuses := "subscriptions", []string{"active", "canceled"}
-	if kind == "order" {
-		table, statuses = "orders", []string{"paid", "pending"}
+	name, err := optionalText("member name", m.Name)
+	if err != nil {
+		return "", err
 	}
-	if status == "" {
-		status = statuses[0]
-	}
-	if status != statuses[0] && status != statuses[1] {
-		return "", events.Errorf(events.CodeInvalid, "%s status must be %s or %s", kind, statuses[0], statuses[1])
-	}
-	if seats < 0 {
-		return "", events.Errorf(events.CodeInvalid, "seats must not be negative")
-	}
-	if _, ok := events.ParseUUID(customerID); !ok {
-		return "", events.Errorf(events.CodeInvalid, "customer id %q is not a UUID", customerID)
-	}
-	if strings.TrimSpace(product) == "" {
-		product = "Seats"
-	}
-	if err := plainText("product name", product); err != nil {
+	ext, err := optionalText("external id", m.ExternalID)
+	if err != nil {
 		return "", err
 	}
 	id := uuid.NewString()
-	_, err := db.Pool.Exec(ctx, `INSERT INTO `+table+` (id, customer_id, product_name, seats, status) VALUES ($1, $2, $3, $4, $5)`,
-		id, customerID, product, seats, status)
+	_, err = db.Pool.Exec(ctx, `INSERT INTO members (id, customer_id, email, email_key, role, name, external_id)
+		VALUES ($1, $2, $3, $4, $5, $6, $7)`, id, m.CustomerID, addr.Display, addr.Key, m.Role, name, ext)
 	return id, provisionErr(err, "customer")
+}
+
+// optionalText is nil for "" and otherwise s, checked by plainText.
+func optionalText(what, s string) (*string, error) {
+	if s == "" {
+		return nil, nil
+	}
+	if err := plainText(what, s); err != nil {
+		return nil, err
+	}
+	return &s, nil
+}
+
+// PoolSpec describes a subscription or an order to create.
+type PoolSpec struct {
+	Kind       string // "subscription" or "order"
+	CustomerID string // the purchaser
+	ProductID  string // a product of the purchaser's organization; a subscription's must be recurring
+	Seats      int
+	Status     string // subscription: active (default) or canceled; order: paid (default) or pending
+
+	// A subscription's record, as Polar's clients read it. It renews every
+	// interval of its product, counted from StartedAt (default now).
+	Amount    int    // in the currency's smallest unit; default 0
+	Currency  string // three letters; default usd
+	StartedAt time.Time
+}
+
+var currencyRE = regexp.MustCompile(`^[a-z]{3}$`)
+
+// CreatePool creates a subscription or an order of a product.
+func (db *DB) CreatePool(ctx context.Context, p PoolSpec) (string, error) {
+	table, statuses := "subscriptions", []string{"active", "canceled"}
+	switch p.Kind {
+	case "order":
+		table, statuses = "orders", []string{"paid", "pending"}
+	case "subscription":
+	default:
+		return "", events.Errorf(events.CodeInvalid, "a pool is a subscription or an order, not %q", p.Kind)
+	}
+	if p.Status == "" {
+		p.Status = statuses[0]
+	}
+	if p.Status != statuses[0] && p.Status != statuses[1] {
+		return "", events.Errorf(events.CodeInvalid, "%s status must be %s or %s", p.Kind, statuses[0], statuses[1])
+	}
+	if p.Seats < 0 {
+		return "", events.Errorf(events.CodeInvalid, "seats must not be negative")
+	}
+	if _, ok := events.ParseUUID(p.CustomerID); !ok {
+		return "", events.Errorf(events.CodeInvalid, "customer id %q is not a UUID", p.CustomerID)
+	}
+	if _, ok := events.ParseUUID(p.ProductID); !ok {
+		return "", events.Errorf(events.CodeInvalid, "product id %q is not a UUID", p.ProductID)
+	}
+	p.Currency = strings.ToLower(p.Currency)
+	if p.Kind == "order" && (p.Amount != 0 || p.Currency != "" || !p.StartedAt.IsZero()) {
+		return "", events.Errorf(events.CodeInvalid, "amount, currency and start are a subscription's, not an order's")
+	}
+	if p.Amount < 0 {
+		return "", events.Errorf(events.CodeInvalid, "amount must not be negative")
+	}
+	if p.Currency == "" {
+		p.Currency = "usd"
+	}
+	if !currencyRE.MatchString(p.Currency) {
+		return "", events.Errorf(events.CodeInvalid, "currency %q must be a three-letter code such as usd", p.Currency)
+	}
+	if p.StartedAt.IsZero() {
+		p.StartedAt = time.Now()
+	}
+	id := uuid.NewString()
+	err := db.inTx(ctx, func(tx pgx.Tx) error {
+		var interval *string
+		var count *int
+		err := tx.QueryRow(ctx, `SELECT p.recurring_interval, p.recurring_interval_count FROM products p
+			JOIN customers c ON c.organization_id = p.organization_id WHERE p.id = $1 AND c.id = $2`,
+			p.ProductID, p.CustomerID).Scan(&interval, &count)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return events.Errorf(events.CodeNotFound, "customer %s not found, or product %s is not its organization's", p.CustomerID, p.ProductID)
+		}
+		if err != nil {
+			return err
+		}
+		if table == "orders" {
+			_, err = tx.Exec(ctx, `INSERT INTO orders (id, customer_id, product_id, seats, status) VALUES ($1, $2, $3, $4, $5)`,
+				id, p.CustomerID, p.ProductID, p.Seats, p.Status)
+			return err
+		}
+		if interval == nil {
+			return events.Errorf(events.CodeInvalid, "product %s is a one-time product: a subscription needs a recurring one", p.ProductID)
+		}
+		// A subscription recorded as canceled ended when it was recorded.
+		_, err = tx.Exec(ctx, `INSERT INTO subscriptions (id, customer_id, product_id, seats, status, amount, currency,
+				recurring_interval, recurring_interval_count, started_at, canceled_at, ended_at)
+			SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, e.at, e.at
+			FROM (SELECT CASE WHEN $5 = 'canceled' THEN now() END AS at) e`,
+			id, p.CustomerID, p.ProductID, p.Seats, p.Status, p.Amount, p.Currency, *interval, *count, p.StartedAt)
+		return err
+	})
+	if err != nil {
+		return "", err
+	}
+	return id, nil
 }
 
 // SetSubscriptionSeats changes a subscription's seat count. Lowering it
@@ -136,7 +226,7 @@ func (db *DB) SetSubscriptionSeats(ctx context.Context, subID string, seats int)
 		if seats < used {
 			return events.Errorf(events.CodeInvalid, "cannot set seats to %d: %d seats are in use (pending or claimed); revoke some first", seats, used)
 		}
-		_, err = tx.Exec(ctx, `UPDATE subscriptions SET seats = $2 WHERE id = $1`, subID, seats)
+		_, err = tx.Exec(ctx, `UPDATE subscriptions SET seats = $2, modified_at = now() WHERE id = $1`, subID, seats)
 		return err
 	})
 }

@@ -42,7 +42,7 @@ func (db *DB) ListSeats(ctx context.Context, owner Owner, subscriptionID, orderI
 		return SeatList{}, err
 	}
 	if !pricing { // checked after the lookup, as Polar: someone else's pool is 404 first
-		return SeatList{}, events.Errorf(events.CodeSeatPricingDisabled, "Seat-based pricing is not enabled for this organization")
+		return SeatList{}, errSeatPricingDisabled
 	}
 	out.AvailableSeats = max(out.TotalSeats-used, 0)
 	rows, err := db.Pool.Query(ctx, "SELECT "+seatColumns+seatFrom+"WHERE s."+column+" = $1 ORDER BY s.created_at, s.id", id)
@@ -64,7 +64,7 @@ func (db *DB) ListSeats(ctx context.Context, owner Owner, subscriptionID, orderI
 // ClaimInfo is what an invitee sees before claiming.
 type ClaimInfo struct {
 	ProductName      string    `json:"product_name"`
-	ProductID        string    `json:"product_id"` // the pool (subscription or order) id
+	ProductID        string    `json:"product_id"`
 	OrganizationName string    `json:"organization_name"`
 	OrganizationSlug string    `json:"organization_slug"`
 	CustomerEmail    string    `json:"customer_email"`
@@ -77,19 +77,18 @@ type ClaimInfo struct {
 // claimed and revoked tokens are all not found.
 func (db *DB) ClaimInfoByToken(ctx context.Context, token string) (ClaimInfo, error) {
 	var info ClaimInfo
-	err := db.Pool.QueryRow(ctx, `SELECT coalesce(sub.product_name, o.product_name), coalesce(sub.id, o.id),
-			org.name, org.slug, coalesce(s.email, c.email), s.invitation_token_expires_at
+	err := db.Pool.QueryRow(ctx, `SELECT p.name, p.id, org.name, org.slug, coalesce(s.email, c.email), s.invitation_token_expires_at
 		FROM seats s
 		LEFT JOIN subscriptions sub ON sub.id = s.subscription_id
 		LEFT JOIN orders o ON o.id = s.order_id
-		JOIN customers owner ON owner.id = coalesce(sub.customer_id, o.customer_id)
-		JOIN organizations org ON org.id = owner.organization_id
+		JOIN products p ON p.id = coalesce(sub.product_id, o.product_id)
+		JOIN organizations org ON org.id = p.organization_id
 		LEFT JOIN customers c ON c.id = s.customer_id
 		WHERE s.invitation_token_hash = $1 AND s.status = 'pending' AND s.invitation_token_expires_at > now()`,
 		secret.HashToken(token)).Scan(&info.ProductName, &info.ProductID, &info.OrganizationName, &info.OrganizationSlug,
 		&info.CustomerEmail, &info.ExpiresAt)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return ClaimInfo{}, events.Errorf(events.CodeNotFound, "Invitation not found or expired")
+		return ClaimInfo{}, events.Errorf(events.CodeNotFound, "Invalid or expired invitation token")
 	}
 	info.CanClaim = err == nil
 	info.ExpiresAt = info.ExpiresAt.UTC()

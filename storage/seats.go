@@ -17,11 +17,39 @@ import (
 )
 
 // seatColumns selects everything a CustomerSeat needs; scanSeat reads it.
+// customer_email is Polar's: the seat's email, else its member's, else its
+// customer's.
 const seatColumns = `s.id, s.subscription_id, s.order_id, s.status, s.customer_id, s.member_id,
-	s.email, c.email, s.invitation_token_expires_at, s.claimed_at, s.revoked_at, s.seat_metadata,
-	s.created_at, s.modified_at, s.version`
+	s.email, coalesce(s.email, m.email, c.email), s.invitation_token_expires_at, s.claimed_at, s.revoked_at, s.seat_metadata,
+	s.created_at, s.modified_at, s.version, ` + memberColumns
 
-const seatFrom = ` FROM seats s LEFT JOIN customers c ON c.id = s.customer_id `
+const seatFrom = ` FROM seats s LEFT JOIN customers c ON c.id = s.customer_id LEFT JOIN members m ON m.id = s.member_id `
+
+// memberColumns selects a member (aliased m) for memberScan.
+const memberColumns = `m.id, m.created_at, m.modified_at, m.customer_id, m.email, m.name, m.external_id, m.role`
+
+// memberScan reads memberColumns, which a LEFT JOIN may leave all null.
+type memberScan struct {
+	id, customerID, email, role, name, externalID *string
+	created, modified                             *time.Time
+}
+
+func (m *memberScan) dest() []any {
+	return []any{&m.id, &m.created, &m.modified, &m.customerID, &m.email, &m.name, &m.externalID, &m.role}
+}
+
+// member is the member read, or nil when there was none.
+func (m *memberScan) member() *events.Member {
+	if m.id == nil {
+		return nil
+	}
+	out := events.Member{ID: *m.id, CreatedAt: m.created.UTC(), ModifiedAt: m.modified, CustomerID: *m.customerID,
+		Email: *m.email, Name: m.name, ExternalID: m.externalID, Role: *m.role}
+	if out.ModifiedAt != nil {
+		utc(out.ModifiedAt)
+	}
+	return &out
+}
 
 type seatRow struct {
 	seat    events.CustomerSeat
@@ -34,12 +62,14 @@ func scanSeat(row pgx.Row) (seatRow, error) {
 		meta []byte
 	)
 	s := &r.seat
-	err := row.Scan(&s.ID, &s.SubscriptionID, &s.OrderID, &s.Status, &s.CustomerID, &s.MemberID,
+	var m memberScan
+	err := row.Scan(append([]any{&s.ID, &s.SubscriptionID, &s.OrderID, &s.Status, &s.CustomerID, &s.MemberID,
 		&s.Email, &s.CustomerEmail, &s.InvitationTokenExpiresAt, &s.ClaimedAt, &s.RevokedAt, &meta,
-		&s.CreatedAt, &s.ModifiedAt, &r.version)
+		&s.CreatedAt, &s.ModifiedAt, &r.version}, m.dest()...)...)
 	if err != nil {
 		return seatRow{}, err
 	}
+	s.Member = m.member()
 	if meta != nil {
 		s.SeatMetadata = json.RawMessage(meta)
 	}
@@ -87,8 +117,6 @@ type pool struct {
 	customerID    string
 	customerEmail string
 	orgID         string
-	orgName       string
-	productName   string
 	status        string
 	seats         int
 	used          int
@@ -117,16 +145,27 @@ func (p pool) kind() string {
 func lockPool(ctx context.Context, tx pgx.Tx, table, id string, owner Owner) (pool, error) {
 	p := pool{table: table, id: id}
 	owned, ownerID := owner.where("p.customer_id", "c.organization_id", 2)
-	err := tx.QueryRow(ctx, `SELECT p.customer_id, c.email, c.organization_id, o.name, p.product_name, p.status,
+	err := tx.QueryRow(ctx, `SELECT p.customer_id, c.email, c.organization_id, p.status,
 			p.seats, p.seats_used, o.seat_based_pricing, o.member_model
 		FROM `+table+` p JOIN customers c ON c.id = p.customer_id JOIN organizations o ON o.id = c.organization_id
 		WHERE p.id = $1 AND `+owned+`
 		FOR UPDATE OF p`, id, ownerID).
-		Scan(&p.customerID, &p.customerEmail, &p.orgID, &p.orgName, &p.productName, &p.status, &p.seats, &p.used, &p.seatPricing, &p.memberModel)
+		Scan(&p.customerID, &p.customerEmail, &p.orgID, &p.status, &p.seats, &p.used, &p.seatPricing, &p.memberModel)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return pool{}, events.Errorf(events.CodeNotFound, "%s not found", p.kind())
 	}
 	return p, err
+}
+
+// Polar's refusals of a container, shared by both paths (and the list).
+var (
+	errCheckoutNotFound    = events.Errorf(events.CodeNotFound, "No subscription or order found for this checkout")
+	errSeatPricingDisabled = events.Errorf(events.CodeSeatPricingDisabled, "Seat-based pricing is not enabled for this organization")
+	errOrderNotPaid        = events.Errorf(events.CodeOrderNotPaid, "Order must be paid before assigning seats")
+)
+
+func noAvailableSeats(poolID string) *events.Error {
+	return events.Errorf(events.CodeNoAvailableSeats, "No available seats for %s", poolID)
 }
 
 // resolvePool finds the pool an assign names, scoped to the caller. Only a
@@ -142,7 +181,7 @@ func resolvePool(ctx context.Context, tx pgx.Tx, a *events.SeatAssign, caller Ow
 	err := tx.QueryRow(ctx, `SELECT subscription_id, order_id FROM checkouts WHERE id = $1 AND customer_id = $2`,
 		a.CheckoutID, caller.CustomerID).Scan(&subID, &orderID)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return pool{}, events.Errorf(events.CodeNotFound, "Checkout not found")
+		return pool{}, errCheckoutNotFound
 	}
 	if err != nil {
 		return pool{}, err
@@ -153,15 +192,63 @@ func resolvePool(ctx context.Context, tx pgx.Tx, a *events.SeatAssign, caller Ow
 	return lockPool(ctx, tx, "orders", *orderID, caller)
 }
 
+// recipient is who a seat goes to.
 type recipient struct {
-	customerID    string
-	customerEmail string
-	memberID      *string
-	email         *string // seat email (member model)
-	holder        string
+	customerID    string         // the seat's customer: the occupant's, or the purchaser with a member
+	customerEmail string         // the seat's customer_email: the occupant's address
+	member        *events.Member // the occupant, when a member
+	holder        string         // the occupant's key in seats_one_per_holder
 }
 
-func resolveRecipient(ctx context.Context, tx pgx.Tx, p pool, a *events.SeatAssign) (recipient, error) {
+// email is the seat's email: the member's, with a member.
+func (r recipient) email() *string {
+	if r.member == nil {
+		return nil
+	}
+	return &r.member.Email
+}
+
+func (r recipient) memberID() *string {
+	if r.member == nil {
+		return nil
+	}
+	return &r.member.ID
+}
+
+// memberPath reports whether an assign's occupant is a member of the
+// purchaser: with the member model, or when the assign names a member
+// (Polar takes that path for member_id and external_member_id whatever the
+// organization's model).
+func memberPath(p *pool, a *events.SeatAssign) bool { return p.memberModel || a.NamesMember() }
+
+// alreadyAssigned is Polar's SeatAlreadyAssigned: it names the member's
+// email, or the customer identifier the assign gave.
+func alreadyAssigned(a *events.SeatAssign, rc recipient) *events.Error {
+	who := a.Email + a.ExternalCustomerID + a.CustomerID // exactly one is set without a member
+	if rc.member != nil {
+		who = rc.member.Email
+	}
+	return events.Errorf(events.CodeAlreadyAssigned, "Seat already assigned to customer %s", who)
+}
+
+// Polar's refusals of a recipient, shared by both paths.
+func customerNotFound(a *events.SeatAssign) *events.Error {
+	return events.Errorf(events.CodeCustomerNotFound, "Customer not found: %s", a.ExternalCustomerID+a.CustomerID)
+}
+
+var errMemberCustomerNotFound = events.Errorf(events.CodeInvalidSeatAssignment,
+	"Customer not found for the provided customer_id or external_customer_id.")
+
+func memberNotFound(id string) *events.Error {
+	return events.Errorf(events.CodeMemberNotFound, "Member not found: %s", id)
+}
+
+func memberEmailMismatch(externalID, email string) *events.Error {
+	return events.Errorf(events.CodeMemberEmailMismatch,
+		"Member with external_member_id '%s' exists but has a different email than '%s'", externalID, email)
+}
+
+func resolveRecipient(ctx context.Context, tx pgx.Tx, p *pool, a *events.SeatAssign, now time.Time) (recipient, error) {
 	var (
 		custID, custEmail string
 		err               error
@@ -176,22 +263,23 @@ func resolveRecipient(ctx context.Context, tx pgx.Tx, p pool, a *events.SeatAssi
 	default:
 		custEmail = a.Email
 	}
-	if errors.Is(err, pgx.ErrNoRows) {
-		return recipient{}, events.Errorf(events.CodeNotFound, "Customer not found")
-	}
-	if err != nil {
+	switch {
+	case errors.Is(err, pgx.ErrNoRows) && memberPath(p, a):
+		return recipient{}, errMemberCustomerNotFound
+	case errors.Is(err, pgx.ErrNoRows):
+		return recipient{}, customerNotFound(a)
+	case err != nil:
 		return recipient{}, err
 	}
-	if p.memberModel {
+	if memberPath(p, a) {
 		// The seat belongs to the purchaser; the occupant is a member of
-		// the purchaser's customer, found or created by email.
-		memberID, err := findOrCreateMember(ctx, tx, p.customerID, custEmail)
+		// the purchaser's customer.
+		m, err := resolveMember(ctx, tx, p.customerID, custEmail, a, now)
 		if err != nil {
 			return recipient{}, err
 		}
-		email := custEmail
-		return recipient{customerID: p.customerID, customerEmail: p.customerEmail, memberID: &memberID, email: &email,
-			holder: "email:" + events.EmailKey(custEmail)}, nil
+		return recipient{customerID: p.customerID, customerEmail: m.Email, member: &m,
+			holder: "email:" + events.EmailKey(m.Email)}, nil
 	}
 	if custID == "" {
 		if custID, custEmail, err = findOrCreateCustomer(ctx, tx, p.orgID, custEmail); err != nil {
@@ -199,6 +287,60 @@ func resolveRecipient(ctx context.Context, tx pgx.Tx, p pool, a *events.SeatAssi
 		}
 	}
 	return recipient{customerID: custID, customerEmail: custEmail, holder: "customer:" + custID}, nil
+}
+
+// resolveMember finds the purchaser's member an assign names, or creates
+// it, deciding with memberSet.resolve (the set-based path's decision) on
+// the rows it could look at. A member created concurrently by another
+// transaction makes the insert skip; the member is then read and the
+// decision taken again.
+func resolveMember(ctx context.Context, tx pgx.Tx, purchaser, email string, a *events.SeatAssign, now time.Time) (events.Member, error) {
+	for attempt := 0; ; attempt++ {
+		set := newMemberSet()
+		rows, err := tx.Query(ctx, `SELECT `+memberColumns+` FROM members m WHERE m.customer_id = $1
+			AND (m.id = $2::uuid OR m.external_id = $3 OR m.email_key = $4)`,
+			purchaser, nullIfEmpty(a.MemberID), nullIfEmpty(a.ExternalMemberID), events.EmailKey(email))
+		if err != nil {
+			return events.Member{}, err
+		}
+		err = set.scan(rows)
+		rows.Close()
+		if err := errors.Join(err, rows.Err()); err != nil {
+			return events.Member{}, err
+		}
+		m, change, refusal := set.resolve(purchaser, email, a, now)
+		if refusal != nil {
+			return events.Member{}, refusal
+		}
+		switch change {
+		case memberCreated:
+			tag, err := tx.Exec(ctx, `INSERT INTO members (id, customer_id, email, email_key, role, external_id, created_at)
+				VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (customer_id, email_key) DO NOTHING`,
+				m.ID, m.CustomerID, m.Email, events.EmailKey(m.Email), m.Role, m.ExternalID, m.CreatedAt)
+			if err != nil {
+				return events.Member{}, err
+			}
+			if tag.RowsAffected() == 0 && attempt == 0 {
+				continue
+			}
+			if tag.RowsAffected() == 0 {
+				return events.Member{}, fmt.Errorf("member %s of customer %s: created and gone", email, purchaser)
+			}
+		case memberLinked:
+			if _, err := tx.Exec(ctx, `UPDATE members SET external_id = $2, modified_at = $3 WHERE id = $1`,
+				m.ID, m.ExternalID, m.ModifiedAt); err != nil {
+				return events.Member{}, err
+			}
+		}
+		return m, nil
+	}
+}
+
+func nullIfEmpty(s string) *string {
+	if s == "" {
+		return nil
+	}
+	return &s
 }
 
 // findOrCreateCustomer is safe under concurrency: the unique index on
@@ -216,17 +358,6 @@ func findOrCreateCustomer(ctx context.Context, tx pgx.Tx, orgID, email string) (
 	return id, stored, err
 }
 
-func findOrCreateMember(ctx context.Context, tx pgx.Tx, customerID, email string) (string, error) {
-	var id string
-	key := events.EmailKey(email)
-	err := tx.QueryRow(ctx, `INSERT INTO members (id, customer_id, email, email_key, role) VALUES ($1, $2, $3, $4, 'member')
-		ON CONFLICT (customer_id, email_key) DO NOTHING RETURNING id`, uuid.NewString(), customerID, email, key).Scan(&id)
-	if errors.Is(err, pgx.ErrNoRows) {
-		err = tx.QueryRow(ctx, `SELECT id FROM members WHERE customer_id = $1 AND email_key = $2`, customerID, key).Scan(&id)
-	}
-	return id, err
-}
-
 // assign applies one SeatAssign, checking in Polar's order: container,
 // seat-based pricing, payment, (lock) capacity, recipient, duplicate.
 func (db *DB) assign(ctx context.Context, tx pgx.Tx, st Settings, r events.Request, now time.Time) (events.Result, error) {
@@ -236,15 +367,15 @@ func (db *DB) assign(ctx context.Context, tx pgx.Tx, st Settings, r events.Reque
 		return events.Result{}, err
 	}
 	if !p.seatPricing {
-		return events.Result{}, events.Errorf(events.CodeSeatPricingDisabled, "Seat-based pricing is not enabled for this organization")
+		return events.Result{}, errSeatPricingDisabled
 	}
 	if p.table == "orders" && p.status != "paid" {
-		return events.Result{}, events.Errorf(events.CodeOrderNotPaid, "Order must be paid before assigning seats")
+		return events.Result{}, errOrderNotPaid
 	}
 	if p.seats-p.used <= 0 {
-		return events.Result{}, events.Errorf(events.CodeNoAvailableSeats, "No available seats")
+		return events.Result{}, noAvailableSeats(p.id)
 	}
-	rcpt, err := resolveRecipient(ctx, tx, p, a)
+	rcpt, err := resolveRecipient(ctx, tx, &p, a, now)
 	if err != nil {
 		return events.Result{}, err
 	}
@@ -256,18 +387,14 @@ func (db *DB) assign(ctx context.Context, tx pgx.Tx, st Settings, r events.Reque
 		return events.Result{}, err
 	}
 	if taken {
-		who := rcpt.customerID
-		if rcpt.email != nil {
-			who = *rcpt.email
-		}
-		return events.Result{}, events.Errorf(events.CodeAlreadyAssigned, "Seat already assigned to customer %s", who)
+		return events.Result{}, alreadyAssigned(a, rcpt)
 	}
 
 	// The seat is built here rather than read back: one round trip fewer
 	// per request, and the trailing writes go out as one batch.
 	seat := events.CustomerSeat{ID: uuid.NewString(), CreatedAt: now, Status: events.SeatPending,
-		CustomerID: &rcpt.customerID, MemberID: rcpt.memberID, Email: rcpt.email, CustomerEmail: &rcpt.customerEmail,
-		SeatMetadata: a.Metadata}
+		CustomerID: &rcpt.customerID, MemberID: rcpt.memberID(), Member: rcpt.member, Email: rcpt.email(),
+		CustomerEmail: &rcpt.customerEmail, SeatMetadata: a.Metadata}
 	if p.table == "orders" {
 		seat.OrderID = &p.id
 	} else {
@@ -299,10 +426,10 @@ func (db *DB) assign(ctx context.Context, tx pgx.Tx, st Settings, r events.Reque
 			invitation_id, invitation_token_hash, invitation_token_expires_at, claimed_at, seat_metadata, inviter_email,
 			created_at, version)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12::jsonb, $13, $14, 2)`,
-		seat.ID, p.id, seat.Status, rcpt.customerID, rcpt.memberID, rcpt.email, rcpt.holder,
+		seat.ID, p.id, seat.Status, rcpt.customerID, seat.MemberID, seat.Email, rcpt.holder,
 		invID, tokenHash, seat.InvitationTokenExpiresAt, seat.ClaimedAt, meta, inviter, now)
 	if isUniqueViolation(err, "seats_one_per_holder") {
-		return events.Result{}, events.Errorf(events.CodeAlreadyAssigned, "Seat already assigned to customer %s", rcpt.customerID)
+		return events.Result{}, alreadyAssigned(a, rcpt)
 	}
 	if err != nil {
 		return events.Result{}, fmt.Errorf("insert seat: %w", err)
@@ -481,9 +608,10 @@ func (db *DB) claim(ctx context.Context, tx pgx.Tx, st Settings, r events.Reques
 	if err != nil {
 		return events.Result{}, err
 	}
-	// The claimant gets a session: a member session with the member model,
-	// a customer session otherwise. Its token derives from the request id,
-	// so an idempotent replay of this claim returns the same token.
+	// The claimant gets a session: a member session when the seat has a
+	// member, a customer session otherwise. Its token derives from the
+	// request id, so an idempotent replay of this claim returns the same
+	// token.
 	sessionID := uuid.NewSHA1(uuid.NameSpaceOID, []byte("claim-session:"+r.ID)).String()
 	// The session belongs to the seat: revoking the seat ends it.
 	if _, err := tx.Exec(ctx, `INSERT INTO sessions (id, token_hash, customer_id, member_id, scopes, expires_at, seat_id)

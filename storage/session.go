@@ -46,11 +46,16 @@ func (s Session) CanManageSeats() bool {
 	return s.MemberID == "" || s.MemberRole == "owner" || s.MemberRole == "billing_manager"
 }
 
+// errBadBearer answers every bearer token that authenticates no one,
+// whatever its kind, in authlib's words, as Polar answers one.
+var errBadBearer = events.Errorf(events.CodeUnauthorized,
+	"The access token provided is expired, revoked, malformed, or invalid for other reasons.")
+
 // Authenticate finds the live session for a bearer token. Unknown and
 // expired tokens are the same error. Only the token's hash is looked up,
 // and the stored hash is compared in constant time.
 func (db *DB) Authenticate(ctx context.Context, token string) (Session, error) {
-	unauthorized := events.Errorf(events.CodeUnauthorized, "Authentication required")
+	unauthorized := errBadBearer
 	if token == "" || len(token) > 512 {
 		return Session{}, unauthorized
 	}

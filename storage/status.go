@@ -70,14 +70,14 @@ type PoolUsage struct {
 // operator's command, not for every scrape.
 func (db *DB) FullestPools(ctx context.Context, limit int) ([]PoolUsage, error) {
 	rows, err := db.Pool.Query(ctx, `
-		SELECT kind, id::text, product_name, seats, seats_used FROM (
-			SELECT 'subscription' AS kind, id, product_name, seats, seats_used FROM subscriptions
+		SELECT kind, p.id::text, prod.name, seats, seats_used FROM (
+			SELECT 'subscription' AS kind, id, product_id, seats, seats_used FROM subscriptions
 				WHERE status = 'active' AND seats > 0
 			UNION ALL
-			SELECT 'order', id, product_name, seats, seats_used FROM orders
+			SELECT 'order', id, product_id, seats, seats_used FROM orders
 				WHERE status = 'paid' AND seats > 0
-		) p
-		ORDER BY seats_used::float8 / seats DESC, seats_used DESC, id
+		) p JOIN products prod ON prod.id = p.product_id
+		ORDER BY seats_used::float8 / seats DESC, seats_used DESC, p.id
 		LIMIT $1`, limit)
 	if err != nil {
 		return nil, err

@@ -97,10 +97,7 @@ func (b *bundle) pool(t testing.TB, name string) (org, sub string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sub, err = b.db.CreatePool(ctx, "subscription", cust, "Pro", 100, "active")
-	if err != nil {
-		t.Fatal(err)
-	}
+	sub = storagetest.Pool(t, b.db, "subscription", cust, "Pro", 100, "active")
 	return org, sub
 }
 

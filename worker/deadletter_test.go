@@ -34,7 +34,7 @@ func TestPoisonRequestIsDeadLettered(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := e.Do("POST", seatsPath, ten.Token, map[string]any{"subscription_id": ten.SubscriptionID, "email": "poison@example.com"})
-	if r.Status != 500 || r.JSON(t)["error"] != "dead_lettered" {
+	if r.Status != 500 || r.JSON(t)["error"] != "RequestDeadLettered" {
 		t.Fatalf("poison request: %d %s", r.Status, r.Body)
 	}
 	// Its neighbours are unaffected.
@@ -52,7 +52,7 @@ func TestPoisonRequestIsDeadLettered(t *testing.T) {
 	}
 	// A poll gets the failure too.
 	poll := e.Do("GET", seatsPath+"/requests/"+list[0].RequestID, ten.Token, nil).JSON(t)
-	if poll["status"] != "failed" || poll["error"].(map[string]any)["error"] != "dead_lettered" {
+	if poll["status"] != "failed" || poll["error"].(map[string]any)["error"] != "RequestDeadLettered" {
 		t.Errorf("poll after dead letter: %v", poll)
 	}
 

@@ -18,6 +18,7 @@ import (
 
 	"github.com/seatd/seatd/cmd/seatdtest"
 	"github.com/seatd/seatd/ingress/importer"
+	"github.com/seatd/seatd/storage/storagetest"
 )
 
 // writeRows writes a CSV of n seats: half claimed at once, half invited,
@@ -101,7 +102,7 @@ func BenchmarkImport(b *testing.B) {
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		b.StopTimer()
-		sub := seatdtest.Must(ie.DB.CreatePool(ctx, "subscription", ie.ten.CustomerID, "Seats", rows, "active"))
+		sub := storagetest.Pool(b, ie.DB, "subscription", ie.ten.CustomerID, "Seats", rows, "active")
 		b.StartTimer()
 		res := ie.seatctl(b, ctx, "", "import", "--subscription", sub, path)
 		if res.err != nil || res.sum.Succeeded != rows {

@@ -21,6 +21,7 @@ import (
 	"github.com/seatd/seatd/events"
 	"github.com/seatd/seatd/ingress/importer"
 	"github.com/seatd/seatd/storage"
+	"github.com/seatd/seatd/storage/storagetest"
 )
 
 // importEnv is a running pipeline (Postgres, JetStream, worker) with a
@@ -231,7 +232,7 @@ func TestImportJSONL(t *testing.T) {
 func TestImportRecipientsIntoOrder(t *testing.T) {
 	ie := setupImport(t, seatdtest.Options{}, 1)
 	ctx := t.Context()
-	order := seatdtest.Must(ie.DB.CreatePool(ctx, "order", ie.ten.CustomerID, "Seats", 5, "paid"))
+	order := storagetest.Pool(t, ie.DB, "order", ie.ten.CustomerID, "Seats", 5, "paid")
 	known := seatdtest.Must(ie.DB.CreateCustomer(ctx, ie.ten.OrgID, "known@example.com", ""))
 	seatdtest.Must(ie.DB.CreateCustomer(ctx, ie.ten.OrgID, "external@example.com", "crm-42"))
 	path := ie.write(t, "order.csv", "customer_id,external_customer_id,email\n"+
@@ -244,7 +245,7 @@ func TestImportRecipientsIntoOrder(t *testing.T) {
 		t.Fatalf("import: %v, want exit status 1\n%s", res.err, res.stderr)
 	}
 	wantSummary(t, res, importer.Summary{Format: "csv", OrderID: order, Rows: 4, Valid: 4, Published: 4, Succeeded: 3,
-		Failed: map[string]int{"not_found": 1}})
+		Failed: map[string]int{"customer_not_found": 1}})
 	list, err := ie.DB.ListSeats(ctx, storage.Owner{CustomerID: ie.ten.CustomerID}, "", order)
 	if err != nil {
 		t.Fatal(err)
@@ -509,7 +510,7 @@ func TestImportPoolTooSmall(t *testing.T) {
 	for _, r := range readReport(t, report) {
 		if r.Status == "failed" {
 			failed++
-			if r.Error == nil || *r.Error != "no_available_seats: No available seats" || r.SeatID != nil || r.RequestID == nil {
+			if r.Error == nil || *r.Error != "no_available_seats: No available seats for "+ie.ten.SubscriptionID || r.SeatID != nil || r.RequestID == nil {
 				t.Errorf("failed row %+v", r)
 			}
 		}

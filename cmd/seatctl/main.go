@@ -30,10 +30,12 @@ const usage = `usage: seatctl COMMAND [flags]
   org create --name NAME [--seat-pricing=true|false] [--member-model] [--claim-return-url URL]
   org update ORG --claim-return-url URL   (https, or http on localhost; "" clears it)
   customer create --org ORG --email EMAIL [--external-id EXT]
-  member create --customer CUST --email EMAIL [--role owner|billing_manager|member]
-  subscription create --customer CUST --seats N [--product NAME] [--status active|canceled]
+  member create --customer CUST --email EMAIL [--role owner|billing_manager|member] [--name NAME] [--external-id EXT]
+  product create --org ORG --name NAME [--description TEXT] [--interval month|year|week|day|none] [--interval-count N]
+  product list --org ORG
+  subscription create --customer CUST --seats N --product PRODUCT [--status active|canceled] [--amount CENTS] [--currency usd] [--started-at TIME]
   subscription set-seats SUB N
-  order create --customer CUST --seats N [--product NAME] [--status paid|pending]
+  order create --customer CUST --seats N --product PRODUCT [--status paid|pending]
   checkout create (--subscription SUB | --order ORD)
   session create (--customer CUST | --member MEM) [--scope S]... [--ttl 1h]
   token create --org ORG --scope S [--scope S] [--expires-in 30d] [--comment TEXT]
@@ -161,9 +163,11 @@ var examples = map[string]string{
 	"org create":             `seatctl org create --name "Acme"`,
 	"customer create":        `seatctl customer create --org $ORG --email buyer@acme.test`,
 	"member create":          `seatctl member create --customer $CUST --email ops@acme.test --role billing_manager`,
-	"subscription create":    `seatctl subscription create --customer $CUST --seats 10 --product "Pro"`,
+	"product create":         `seatctl product create --org $ORG --name "Pro" --interval month`,
+	"product list":           `seatctl product list --org $ORG`,
+	"subscription create":    `seatctl subscription create --customer $CUST --seats 10 --product $PRODUCT --amount 4900`,
 	"subscription set-seats": `seatctl subscription set-seats $SUB 25`,
-	"order create":           `seatctl order create --customer $CUST --seats 5 --status paid`,
+	"order create":           `seatctl order create --customer $CUST --seats 5 --product "Lifetime" --status paid`,
 	"checkout create":        `seatctl checkout create --subscription $SUB`,
 	"session create":         `seatctl session create --customer $CUST --ttl 1h`,
 	"token create":           `seatctl token create --org $ORG --scope customer_seats:read --scope customer_seats:write --expires-in 90d --comment "billing backend"`,
@@ -191,6 +195,8 @@ var commands = map[string]command{
 	"org update":             orgUpdate,
 	"customer create":        customerCreate,
 	"member create":          memberCreate,
+	"product create":         productCreate,
+	"product list":           productList,
 	"subscription create":    poolCreate("subscription"),
 	"subscription set-seats": subscriptionSetSeats,
 	"order create":           poolCreate("order"),
@@ -320,6 +326,8 @@ func memberCreate(e *env, fs *flag.FlagSet, args []string) error {
 	cust := fs.String("customer", "", "customer id")
 	email := fs.String("email", "", "member email")
 	role := fs.String("role", "member", "owner, billing_manager or member")
+	name := fs.String("name", "", "member name")
+	ext := fs.String("external-id", "", "the member's id in your system (unique within the customer)")
 	if _, err := parse(fs, args); err != nil {
 		return err
 	}
@@ -329,23 +337,77 @@ func memberCreate(e *env, fs *flag.FlagSet, args []string) error {
 	if err := e.open(); err != nil {
 		return err
 	}
-	id, err := e.db.CreateMember(e.ctx, *cust, *email, *role)
+	id, err := e.db.CreateMember(e.ctx, storage.MemberSpec{CustomerID: *cust, Email: *email, Role: *role, Name: *name, ExternalID: *ext})
 	if err != nil {
 		return describe(err)
 	}
 	return e.print(map[string]string{"id": id})
 }
 
+func productCreate(e *env, fs *flag.FlagSet, args []string) error {
+	org := fs.String("org", "", "organization id")
+	name := fs.String("name", "", "product name (not an id: --product takes either)")
+	desc := fs.String("description", "", "product description")
+	interval := fs.String("interval", "month", "how often a subscription of it renews: day, week, month, year, or none for a one-time product")
+	count := fs.Int("interval-count", 0, "renews every N intervals (default 1)")
+	if _, err := parse(fs, args); err != nil {
+		return err
+	}
+	if err := errors.Join(required("org", *org), required("name", *name)); err != nil {
+		return err
+	}
+	if *interval == "none" {
+		*interval = ""
+	}
+	if err := e.open(); err != nil {
+		return err
+	}
+	p, err := e.db.CreateProduct(e.ctx, storage.ProductSpec{OrganizationID: *org, Name: *name, Description: *desc,
+		RecurringInterval: *interval, RecurringIntervalCount: *count})
+	if err != nil {
+		return describe(err)
+	}
+	return e.print(p)
+}
+
+func productList(e *env, fs *flag.FlagSet, args []string) error {
+	org := fs.String("org", "", "organization id")
+	if _, err := parse(fs, args); err != nil {
+		return err
+	}
+	if err := required("org", *org); err != nil {
+		return err
+	}
+	if err := e.open(); err != nil {
+		return err
+	}
+	list, err := e.db.Products(e.ctx, *org)
+	if err != nil {
+		return describe(err)
+	}
+	return e.print(map[string]any{"products": list})
+}
+
 func poolCreate(kind string) command {
 	return func(e *env, fs *flag.FlagSet, args []string) error {
 		cust := fs.String("customer", "", "customer id (the purchaser)")
 		seats := fs.Int("seats", -1, "number of seats")
-		product := fs.String("product", "Seats", "product name")
+		product := fs.String("product", "", "the product: its id, or the name of exactly one product of the customer's organization")
 		status := fs.String("status", "", map[string]string{"subscription": "active or canceled", "order": "paid or pending"}[kind])
+		spec := storage.PoolSpec{Kind: kind}
+		if kind == "subscription" {
+			fs.IntVar(&spec.Amount, "amount", 0, "what the subscription costs per period, in the currency's smallest unit (cents)")
+			fs.StringVar(&spec.Currency, "currency", "usd", "three-letter currency code")
+			fs.Func("started-at", "when the subscription started (RFC 3339; default now): its billing periods count from it", func(v string) error {
+				t, err := time.Parse(time.RFC3339, v)
+				spec.StartedAt = t
+				return err
+			})
+		}
 		if _, err := parse(fs, args); err != nil {
 			return err
 		}
-		if err := required("customer", *cust); err != nil {
+		if err := errors.Join(required("customer", *cust), required("product", *product)); err != nil {
 			return err
 		}
 		if *seats < 0 {
@@ -354,11 +416,16 @@ func poolCreate(kind string) command {
 		if err := e.open(); err != nil {
 			return err
 		}
-		id, err := e.db.CreatePool(e.ctx, kind, *cust, *product, *seats, *status)
+		prod, err := e.db.FindProduct(e.ctx, *cust, *product)
 		if err != nil {
 			return describe(err)
 		}
-		return e.print(map[string]string{"id": id})
+		spec.CustomerID, spec.ProductID, spec.Seats, spec.Status = *cust, prod, *seats, *status
+		id, err := e.db.CreatePool(e.ctx, spec)
+		if err != nil {
+			return describe(err)
+		}
+		return e.print(map[string]string{"id": id, "product_id": prod})
 	}
 }
 

@@ -44,9 +44,26 @@ func TestProvisioning(t *testing.T) {
 	t.Setenv("SEATD_DATA_DIR", t.TempDir())
 	org := mustCtl(t, "org", "create", "--name", "Acme", "--member-model")["id"].(string)
 	cust := mustCtl(t, "customer", "create", "--org", org, "--email", "buyer@acme.test", "--external-id", "ext-1")["id"].(string)
-	mem := mustCtl(t, "member", "create", "--customer", cust, "--email", "boss@acme.test", "--role", "billing_manager")["id"].(string)
-	sub := mustCtl(t, "subscription", "create", "--customer", cust, "--seats", "2", "--product", "Pro")["id"].(string)
-	ord := mustCtl(t, "order", "create", "--customer", cust, "--seats", "1", "--status", "pending")["id"].(string)
+	mem := mustCtl(t, "member", "create", "--customer", cust, "--email", "boss@acme.test", "--role", "billing_manager",
+		"--name", "The Boss", "--external-id", "usr_1")["id"].(string)
+	pro := mustCtl(t, "product", "create", "--org", org, "--name", "Pro", "--description", "For teams")
+	lifetime := mustCtl(t, "product", "create", "--org", org, "--name", "Lifetime", "--interval", "none")
+	if pro["recurring_interval"] != "month" || pro["recurring_interval_count"] != 1.0 || pro["description"] != "For teams" ||
+		lifetime["recurring_interval"] != nil || lifetime["organization_id"] != org {
+		t.Errorf("products %v %v", pro, lifetime)
+	}
+	if list := mustCtl(t, "product", "list", "--org", org)["products"].([]any); len(list) != 2 ||
+		list[0].(map[string]any)["id"] != pro["id"] || list[1].(map[string]any)["id"] != lifetime["id"] {
+		t.Errorf("product list %v", list)
+	}
+	// --product takes a product's name (when one product has it) or its id.
+	created := mustCtl(t, "subscription", "create", "--customer", cust, "--seats", "2", "--product", "Pro", "--amount", "4900",
+		"--currency", "EUR", "--started-at", "2026-01-15T09:00:00Z")
+	sub := created["id"].(string)
+	if created["product_id"] != pro["id"] {
+		t.Errorf("subscription of %v, want Pro %v", created["product_id"], pro["id"])
+	}
+	ord := mustCtl(t, "order", "create", "--customer", cust, "--seats", "1", "--status", "pending", "--product", lifetime["id"].(string))["id"].(string)
 	co := mustCtl(t, "checkout", "create", "--order", ord)["id"].(string)
 	sess := mustCtl(t, "session", "create", "--member", mem, "--ttl", "2h")
 	custSess := mustCtl(t, "session", "create", "--customer", cust, "--scope", "customer_portal:read")
@@ -64,16 +81,31 @@ func TestProvisioning(t *testing.T) {
 	if !memberModel || !pricing {
 		t.Errorf("org member_model=%v seat_based_pricing=%v", memberModel, pricing)
 	}
-	var product, status string
-	var seats int
-	if err := db.Pool.QueryRow(ctx, `SELECT product_name, seats, status FROM subscriptions WHERE id = $1`, sub).Scan(&product, &seats, &status); err != nil {
+	var product, status, currency, interval string
+	var seats, amount int
+	var started time.Time
+	if err := db.Pool.QueryRow(ctx, `SELECT p.name, s.seats, s.status, s.amount, s.currency, s.recurring_interval, s.started_at
+		FROM subscriptions s JOIN products p ON p.id = s.product_id WHERE s.id = $1`, sub).
+		Scan(&product, &seats, &status, &amount, &currency, &interval, &started); err != nil {
 		t.Fatal(err)
 	}
-	if product != "Pro" || seats != 2 || status != "active" {
-		t.Errorf("subscription %s %d %s", product, seats, status)
+	if product != "Pro" || seats != 2 || status != "active" || amount != 4900 || currency != "eur" || interval != "month" ||
+		!started.Equal(time.Date(2026, 1, 15, 9, 0, 0, 0, time.UTC)) {
+		t.Errorf("subscription %s %d %s %d %s %s %s", product, seats, status, amount, currency, interval, started)
 	}
-	if err := db.Pool.QueryRow(ctx, `SELECT status FROM orders WHERE id = $1`, ord).Scan(&status); err != nil {
+	if err := db.Pool.QueryRow(ctx, `SELECT o.status, p.name FROM orders o JOIN products p ON p.id = o.product_id WHERE o.id = $1`, ord).
+		Scan(&status, &product); err != nil {
 		t.Fatal(err)
+	}
+	if product != "Lifetime" {
+		t.Errorf("order of %s", product)
+	}
+	var memberName, memberExt string
+	if err := db.Pool.QueryRow(ctx, `SELECT name, external_id FROM members WHERE id = $1`, mem).Scan(&memberName, &memberExt); err != nil {
+		t.Fatal(err)
+	}
+	if memberName != "The Boss" || memberExt != "usr_1" {
+		t.Errorf("member %q %q", memberName, memberExt)
 	}
 	var coOrder string
 	if err := db.Pool.QueryRow(ctx, `SELECT order_id FROM checkouts WHERE id = $1`, co).Scan(&coOrder); err != nil {
@@ -113,28 +145,50 @@ func TestProvisioning(t *testing.T) {
 		t.Errorf("unclear refusal: %v %s", err, stderr)
 	}
 
-	// Bad input gets a clear error and changes nothing.
-	for _, args := range [][]string{
-		{"customer", "create", "--org", org},
-		{"customer", "create", "--org", "nope", "--email", "a@b.co"},
-		{"customer", "create", "--org", org, "--email", "not-an-email"},
-		{"member", "create", "--customer", cust, "--email", "x@acme.test", "--role", "emperor"},
-		{"subscription", "create", "--customer", cust},
-		{"order", "create", "--customer", cust, "--seats", "1", "--status", "refunded"},
-		{"checkout", "create", "--subscription", sub, "--order", ord},
-		{"session", "create"},
-		{"frobnicate"},
+	// Bad input gets a clear error and changes nothing. A second product
+	// named Pro makes the name ambiguous: then only its id will do.
+	mustCtl(t, "product", "create", "--org", org, "--name", "Pro", "--interval", "year")
+	elsewhere := mustCtl(t, "org", "create", "--name", "Elsewhere")["id"].(string)
+	theirs := mustCtl(t, "product", "create", "--org", elsewhere, "--name", "Theirs")["id"].(string)
+	for _, c := range []struct {
+		args []string
+		why  string
+	}{
+		{[]string{"customer", "create", "--org", org}, "--email is required"},
+		{[]string{"customer", "create", "--org", "nope", "--email", "a@b.co"}, "not a UUID"},
+		{[]string{"customer", "create", "--org", org, "--email", "not-an-email"}, "invalid email"},
+		{[]string{"member", "create", "--customer", cust, "--email", "x@acme.test", "--role", "emperor"}, "role must be"},
+		{[]string{"member", "create", "--customer", cust, "--email", "x@acme.test", "--external-id", "usr_1"}, "already exists"},
+		{[]string{"subscription", "create", "--customer", cust}, "--product is required"},
+		{[]string{"subscription", "create", "--customer", cust, "--seats", "1"}, "--product is required"},
+		{[]string{"subscription", "create", "--customer", cust, "--seats", "1", "--product", "Pro"}, "more than one product"},
+		{[]string{"subscription", "create", "--customer", cust, "--seats", "1", "--product", "Nope"}, `no product of the customer's organization is named "Nope"`},
+		{[]string{"subscription", "create", "--customer", cust, "--seats", "1", "--product", theirs}, "is not a product of the customer's organization"},
+		{[]string{"subscription", "create", "--customer", cust, "--seats", "1", "--product", "Lifetime"}, "a subscription needs a recurring one"},
+		{[]string{"subscription", "create", "--customer", cust, "--seats", "1", "--product", pro["id"].(string), "--currency", "dollars"}, "three-letter code"},
+		{[]string{"subscription", "create", "--customer", cust, "--seats", "1", "--product", pro["id"].(string), "--started-at", "yesterday"}, "started-at"},
+		{[]string{"order", "create", "--customer", cust, "--seats", "1", "--status", "refunded", "--product", "Lifetime"}, "status must be"},
+		{[]string{"product", "create", "--org", org, "--name", "Pro", "--interval", "fortnight"}, "interval"},
+		{[]string{"product", "create", "--org", org, "--name", theirs}, "looks like an id"},
+		{[]string{"product", "create", "--org", org}, "--name is required"},
+		{[]string{"checkout", "create", "--subscription", sub, "--order", ord}, "exactly one"},
+		{[]string{"session", "create"}, "exactly one"},
+		{[]string{"frobnicate"}, "unknown command"},
 	} {
-		if _, _, err := ctl(t, args...); err == nil {
-			t.Errorf("seatctl %v succeeded", args)
+		if _, stderr, err := ctl(t, c.args...); err == nil {
+			t.Errorf("seatctl %v succeeded", c.args)
+		} else if !strings.Contains(err.Error()+stderr, c.why) {
+			t.Errorf("seatctl %v: %v %s, want it to say %q", c.args, err, stderr, c.why)
 		}
 	}
-	var customers int
-	if err := db.Pool.QueryRow(ctx, `SELECT count(*) FROM customers`).Scan(&customers); err != nil {
+	var customers, members, pools, products int
+	if err := db.Pool.QueryRow(ctx, `SELECT (SELECT count(*) FROM customers), (SELECT count(*) FROM members),
+		(SELECT count(*) FROM subscriptions) + (SELECT count(*) FROM orders), (SELECT count(*) FROM products)`).
+		Scan(&customers, &members, &pools, &products); err != nil {
 		t.Fatal(err)
 	}
-	if customers != 1 {
-		t.Errorf("%d customers after refused commands, want 1", customers)
+	if customers != 1 || members != 1 || pools != 2 || products != 4 {
+		t.Errorf("after refused commands: %d customers, %d members, %d pools, %d products; want 1, 1, 2, 4", customers, members, pools, products)
 	}
 }
 

@@ -20,21 +20,23 @@ func TestProvisioningRefusesBadInput(t *testing.T) {
 	cust := mustCtl(t, "customer", "create", "--org", org, "--email", " buyer@bücher.example ")["id"].(string)
 
 	bad := map[string][]string{
-		"CR LF in customer email":     {"customer", "create", "--org", org, "--email", "x@acme.test\r\nBcc: y@acme.test"},
-		"invalid UTF-8":               {"customer", "create", "--org", org, "--email", "x\xff@acme.test"},
-		"address literal":             {"customer", "create", "--org", org, "--email", "x@[192.0.2.1]"},
-		"local part over 64":          {"customer", "create", "--org", org, "--email", strings.Repeat("l", 65) + "@acme.test"},
-		"over 254":                    {"customer", "create", "--org", org, "--email", "x@" + strings.Repeat("d", 63) + "." + strings.Repeat("d", 63) + "." + strings.Repeat("d", 63) + "." + strings.Repeat("d", 63) + ".test"},
-		"same mailbox, IDNA spelling": {"customer", "create", "--org", org, "--email", "BUYER@xn--bcher-kva.example"},
-		"same mailbox, spaces":        {"customer", "create", "--org", org, "--email", "buyer@bücher.example"},
-		"CR LF in member email":       {"member", "create", "--customer", cust, "--email", "m@acme.test\n"},
-		"unknown role":                {"member", "create", "--customer", cust, "--email", "m@acme.test", "--role", "admin"},
-		"role in other case":          {"member", "create", "--customer", cust, "--email", "m@acme.test", "--role", "Owner"},
-		"unknown scope":               {"session", "create", "--customer", cust, "--scope", "admin"},
-		"CR LF in organization name":  {"org", "create", "--name", "Evil\r\nBcc: x@y.example"},
-		"CR LF in product name":       {"subscription", "create", "--customer", cust, "--seats", "1", "--product", "Pro\nX-Header: 1"},
-		"control in external id":      {"customer", "create", "--org", org, "--email", "ext@acme.test", "--external-id", "a\x1bb"},
-		"scope among good ones":       {"session", "create", "--customer", cust, "--scope", "customer_portal:read", "--scope", "customer_portal:*"},
+		"CR LF in customer email":      {"customer", "create", "--org", org, "--email", "x@acme.test\r\nBcc: y@acme.test"},
+		"invalid UTF-8":                {"customer", "create", "--org", org, "--email", "x\xff@acme.test"},
+		"address literal":              {"customer", "create", "--org", org, "--email", "x@[192.0.2.1]"},
+		"local part over 64":           {"customer", "create", "--org", org, "--email", strings.Repeat("l", 65) + "@acme.test"},
+		"over 254":                     {"customer", "create", "--org", org, "--email", "x@" + strings.Repeat("d", 63) + "." + strings.Repeat("d", 63) + "." + strings.Repeat("d", 63) + "." + strings.Repeat("d", 63) + ".test"},
+		"same mailbox, IDNA spelling":  {"customer", "create", "--org", org, "--email", "BUYER@xn--bcher-kva.example"},
+		"same mailbox, spaces":         {"customer", "create", "--org", org, "--email", "buyer@bücher.example"},
+		"CR LF in member email":        {"member", "create", "--customer", cust, "--email", "m@acme.test\n"},
+		"unknown role":                 {"member", "create", "--customer", cust, "--email", "m@acme.test", "--role", "admin"},
+		"role in other case":           {"member", "create", "--customer", cust, "--email", "m@acme.test", "--role", "Owner"},
+		"unknown scope":                {"session", "create", "--customer", cust, "--scope", "admin"},
+		"CR LF in organization name":   {"org", "create", "--name", "Evil\r\nBcc: x@y.example"},
+		"CR LF in product name":        {"product", "create", "--org", org, "--name", "Pro\nX-Header: 1"},
+		"CR LF in product description": {"product", "create", "--org", org, "--name", "Pro", "--description", "a\r\nb"},
+		"CR LF in member name":         {"member", "create", "--customer", cust, "--email", "n@acme.test", "--name", "N\r\nBcc: x@y.example"},
+		"control in external id":       {"customer", "create", "--org", org, "--email", "ext@acme.test", "--external-id", "a\x1bb"},
+		"scope among good ones":        {"session", "create", "--customer", cust, "--scope", "customer_portal:read", "--scope", "customer_portal:*"},
 	}
 	for name, args := range bad {
 		if out, _, err := ctl(t, args...); err == nil {
@@ -47,15 +49,18 @@ func TestProvisioningRefusesBadInput(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	var orgs, subs int
+	var orgs, subs, products int
 	if err := db.Pool.QueryRow(context.Background(), `SELECT count(*) FROM organizations`).Scan(&orgs); err != nil {
 		t.Fatal(err)
 	}
 	if err := db.Pool.QueryRow(context.Background(), `SELECT count(*) FROM subscriptions`).Scan(&subs); err != nil {
 		t.Fatal(err)
 	}
-	if orgs != 1 || subs != 0 {
-		t.Errorf("refused commands left %d organizations, %d subscriptions", orgs, subs)
+	if err := db.Pool.QueryRow(context.Background(), `SELECT count(*) FROM products`).Scan(&products); err != nil {
+		t.Fatal(err)
+	}
+	if orgs != 1 || subs != 0 || products != 0 {
+		t.Errorf("refused commands left %d organizations, %d subscriptions, %d products", orgs, subs, products)
 	}
 	var customers, members, sessions int
 	var display, key string

@@ -22,6 +22,8 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/seatd/seatd/events"
+	"github.com/seatd/seatd/ingress"
 	"github.com/seatd/seatd/storage"
 	"github.com/seatd/seatd/storage/storagetest"
 )
@@ -254,7 +256,7 @@ func TestSIGTERMDrains(t *testing.T) {
 			}
 		default:
 			var e struct{ Error string }
-			if err := json.Unmarshal(c.body, &e); err != nil || e.Error != row.code {
+			if err := json.Unmarshal(c.body, &e); err != nil || e.Error != ingress.ErrorName(events.Code(row.code)) {
 				t.Errorf("%d %s, but the ledger says %+v", c.status, c.body, row)
 			}
 		}

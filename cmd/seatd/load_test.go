@@ -14,6 +14,7 @@ import (
 	"github.com/seatd/seatd/events"
 	"github.com/seatd/seatd/ingress"
 	"github.com/seatd/seatd/storage"
+	"github.com/seatd/seatd/storage/storagetest"
 )
 
 // Load for the fault tests, and the end state every one of them checks.
@@ -41,10 +42,7 @@ func provision(t testing.TB, db *storage.DB, n, seats int) []tenant {
 		if err != nil {
 			t.Fatal(err)
 		}
-		sub, err := db.CreatePool(ctx, "subscription", cust, "Team plan", seats, "active")
-		if err != nil {
-			t.Fatal(err)
-		}
+		sub := storagetest.Pool(t, db, "subscription", cust, "Team plan", seats, "active")
 		tok, _, err := db.CreateSession(ctx, cust, "", nil, time.Hour)
 		if err != nil {
 			t.Fatal(err)

@@ -12,7 +12,9 @@ import (
 
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/seatd/seatd/events"
 	"github.com/seatd/seatd/events/stream"
+	"github.com/seatd/seatd/ingress"
 	"github.com/seatd/seatd/storage"
 	"github.com/seatd/seatd/telemetry"
 )
@@ -79,10 +81,9 @@ func (s *startup) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	case waiting != "":
 		w.Header().Set("Retry-After", "1")
-		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "unavailable",
-			"detail": "seatd is starting: waiting for " + waiting})
+		ingress.WriteError(w, events.Errorf(events.CodeUnavailable, "seatd is starting: waiting for %s", waiting))
 	default:
-		writeJSON(w, http.StatusNotFound, map[string]string{"error": "not_found", "detail": "Not found"})
+		ingress.WriteError(w, events.Errorf(events.CodeNotFound, "Not found"))
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/seatd/seatd/storage"
+	"github.com/seatd/seatd/storage/storagetest"
 )
 
 // Tenant is an organization with one customer who bought seats.
@@ -13,6 +14,7 @@ type Tenant struct {
 	CustomerID     string
 	CustomerEmail  string
 	Token          string // customer session with read and write scopes
+	ProductID      string // the subscription's product
 	SubscriptionID string
 }
 
@@ -21,7 +23,7 @@ type TenantOptions struct {
 	Seats       int // subscription seats; default 5
 	NoPricing   bool
 	MemberModel bool
-	Product     string
+	Product     string // the product's name; default "Seats"
 }
 
 // Tenant provisions an organization, a customer, a subscription and a
@@ -45,10 +47,24 @@ func (e *Env) Tenant(opts TenantOptions) Tenant {
 	t.CustomerEmail = "buyer-" + t.OrgID[:8] + "@example.com"
 	t.CustomerID, err = e.DB.CreateCustomer(ctx, t.OrgID, t.CustomerEmail, "")
 	must(err)
-	t.SubscriptionID, err = e.DB.CreatePool(ctx, "subscription", t.CustomerID, opts.Product, opts.Seats, "active")
+	if opts.Product == "" {
+		opts.Product = "Seats"
+	}
+	prod, err := e.DB.CreateProduct(ctx, storage.ProductSpec{OrganizationID: t.OrgID, Name: opts.Product, RecurringInterval: "month"})
+	must(err)
+	t.ProductID = prod.ID
+	t.SubscriptionID, err = e.DB.CreatePool(ctx, storage.PoolSpec{Kind: "subscription", CustomerID: t.CustomerID,
+		ProductID: prod.ID, Seats: opts.Seats})
 	must(err)
 	t.Token = e.Session(t.CustomerID, "")
 	return t
+}
+
+// Pool provisions another subscription or order (kind) of the customer,
+// of a new product (see storagetest.Pool).
+func (e *Env) Pool(kind, customerID, product string, seats int, status string) string {
+	e.T.Helper()
+	return storagetest.Pool(e.T, e.DB, kind, customerID, product, seats, status)
 }
 
 // Session creates a session (customer, or member when memberID is set)

@@ -107,7 +107,7 @@ func TestParseCSVRecipients(t *testing.T) {
 		"line 2: ok alice@example.com",
 		"line 3: ok ext-42",
 		"line 4: ok " + cust,
-		"line 5: exactly one of email, external_customer_id or customer_id must be provided",
+		"line 5: Exactly one of email, external_customer_id, or customer_id must be provided",
 		"line 6: customer_id: Input should be a valid UUID",
 	}
 	if got := summary(rows); strings.Join(got, "\n") != strings.Join(want, "\n") {
@@ -167,13 +167,13 @@ func TestParseJSONL(t *testing.T) {
 		`line 4: subscription_id: the row names subscription "` + other + `", but the import is for subscription ` + sub,
 		`line 5: order_id: the row names order "` + other + `", but the import is for subscription ` + sub,
 		`line 6: checkout_id: rows cannot name a checkout; the import is for subscription ` + sub,
-		`line 7: unknown field "immediate_clam"; fields are subscription_id, order_id, checkout_id, email, external_customer_id, customer_id, metadata, immediate_claim`,
+		`line 7: unknown field "immediate_clam"; fields are subscription_id, order_id, checkout_id, email, external_customer_id, customer_id, external_member_id, member_id, metadata, immediate_claim`,
 		`line 8: immediate_claim: Input should be a valid boolean`,
 		`line 9: the row is not valid JSON: unexpected end of JSON input`,
 		`line 10: a row must be a JSON object, such as {"email": "alice@example.com"}`,
 		`line 11: a row must be a JSON object, such as {"email": "alice@example.com"}`,
 		`line 12: ok ext-1`,
-		`line 13: exactly one of email, external_customer_id or customer_id must be provided`,
+		`line 13: Exactly one of email, external_customer_id, or customer_id must be provided`,
 		`line 14: metadata: Metadata can have at most 10 keys`,
 		`line 15: email: value is not a valid email address: the address contains invalid characters`, // NUL
 		`line 16: ok last@example.com`,

@@ -18,7 +18,7 @@ import (
 // "immediate_claim" silently ignored would send a thousand invitations
 // nobody wanted.
 var jsonFields = []string{"subscription_id", "order_id", "checkout_id", "email", "external_customer_id",
-	"customer_id", "metadata", "immediate_claim"}
+	"customer_id", "external_member_id", "member_id", "metadata", "immediate_claim"}
 
 // jsonl reads JSON Lines: one SeatAssign object a line; blank lines are
 // skipped. A row may name the import's own pool, no other.

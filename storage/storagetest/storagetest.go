@@ -481,3 +481,29 @@ func Eventually(t testing.TB, timeout time.Duration, what string, cond func() er
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// Pool provisions a subscription or an order (kind) of seats for a test
+// that needs a pool but no particular product: a new product named
+// product, of the customer's organization (monthly for a subscription,
+// one-time for an order), and the pool of it. It returns the pool's id.
+func Pool(t testing.TB, db *storage.DB, kind, customerID, product string, seats int, status string) string {
+	t.Helper()
+	ctx := context.Background()
+	var org string
+	if err := db.Pool.QueryRow(ctx, `SELECT organization_id FROM customers WHERE id = $1`, customerID).Scan(&org); err != nil {
+		t.Fatalf("storagetest: customer %s: %v", customerID, err)
+	}
+	spec := storage.ProductSpec{OrganizationID: org, Name: product}
+	if kind == "subscription" {
+		spec.RecurringInterval = "month"
+	}
+	prod, err := db.CreateProduct(ctx, spec)
+	if err != nil {
+		t.Fatalf("storagetest: product %q: %v", product, err)
+	}
+	id, err := db.CreatePool(ctx, storage.PoolSpec{Kind: kind, CustomerID: customerID, ProductID: prod.ID, Seats: seats, Status: status})
+	if err != nil {
+		t.Fatalf("storagetest: %s of %q: %v", kind, product, err)
+	}
+	return id
+}

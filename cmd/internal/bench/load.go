@@ -15,6 +15,7 @@ import (
 
 	"github.com/seatd/seatd/cmd/internal/config"
 	"github.com/seatd/seatd/events"
+	"github.com/seatd/seatd/storage"
 )
 
 // tenant is an organization with one customer who bought a pool of seats,
@@ -26,7 +27,7 @@ type tenant struct {
 }
 
 // provision creates r.pools tenants through storage's provisioning
-// methods, as `seatctl org/customer/subscription/session create` would.
+// methods, as `seatctl org/customer/product/subscription/session create` would.
 func (r *run) provision(ctx context.Context) ([]tenant, error) {
 	out := make([]tenant, r.pools)
 	for i := range out {
@@ -38,7 +39,11 @@ func (r *run) provision(ctx context.Context) ([]tenant, error) {
 		if err != nil {
 			return nil, err
 		}
-		sub, err := r.db.CreatePool(ctx, "subscription", cust, "Bench plan", r.seats, "active")
+		prod, err := r.db.CreateProduct(ctx, storage.ProductSpec{OrganizationID: org, Name: "Bench plan", RecurringInterval: "month"})
+		if err != nil {
+			return nil, err
+		}
+		sub, err := r.db.CreatePool(ctx, storage.PoolSpec{Kind: "subscription", CustomerID: cust, ProductID: prod.ID, Seats: r.seats})
 		if err != nil {
 			return nil, err
 		}

@@ -43,10 +43,7 @@ func applied(t *testing.T) (*storage.DB, Expect) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		sub, err := db.CreatePool(ctx, "subscription", cust, "Plan", 3, "active")
-		if err != nil {
-			t.Fatal(err)
-		}
+		sub := storagetest.Pool(t, db, "subscription", cust, "Plan", 3, "active")
 		for i := 0; i < 4; i++ {
 			reqs = append(reqs, events.Request{ID: uuid.NewString(), Op: events.OpAssign, CustomerID: cust,
 				Assign:      &events.SeatAssign{SubscriptionID: sub, Email: fmt.Sprintf("u%d@example.com", i), ImmediateClaim: i%2 == 0},
