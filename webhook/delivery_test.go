@@ -287,7 +287,7 @@ func TestDisableEnableRedeliver(t *testing.T) {
 		t.Errorf("redelivered delivery: %d attempts in this run, %d in the log; want 1 and 3", a.Attempts, len(a.AttemptLog))
 	}
 	// The event from while it was disabled is not sent: Polar's rule.
-	if ds, _ := b.admin.queryDeliveries(t.Context(), `d.event_id = $1`, d1.ID); len(ds) != 0 {
+	if ds, _ := b.admin.queryDeliveries(t.Context(), b.db.Pool, `d.event_id = $1`, d1.ID); len(ds) != 0 {
 		t.Errorf("event from while the endpoint was disabled was queued: %+v", ds)
 	}
 	// A single delivery can be sent again, even a successful one.

@@ -266,13 +266,18 @@ func (a *Admin) Deliveries(ctx context.Context, endpointID, status string, limit
 	if !exists {
 		return nil, events.Errorf(events.CodeNotFound, "webhook endpoint %s not found", endpointID)
 	}
-	return a.queryDeliveries(ctx, `d.endpoint_id = $1 AND ($2 = '' OR d.status = $2)
+	return a.queryDeliveries(ctx, a.DB.Pool, `d.endpoint_id = $1 AND ($2 = '' OR d.status = $2)
 		ORDER BY d.created_at DESC, d.seat_version DESC LIMIT $3`, endpointID, status, limit)
 }
 
 // queryDeliveries loads the deliveries matching cond, with their attempts.
-func (a *Admin) queryDeliveries(ctx context.Context, cond string, args ...any) ([]Delivery, error) {
-	rows, err := a.DB.Pool.Query(ctx, `SELECT d.id, d.endpoint_id, d.event_id, e.type, d.seat_id, d.seat_version, d.status,
+// queryer is a pool or a transaction.
+type queryer interface {
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+}
+
+func (a *Admin) queryDeliveries(ctx context.Context, q queryer, cond string, args ...any) ([]Delivery, error) {
+	rows, err := q.Query(ctx, `SELECT d.id, d.endpoint_id, d.event_id, e.type, d.seat_id, d.seat_version, d.status,
 			d.attempts, CASE WHEN d.status = 'pending' THEN d.next_attempt_at END, d.last_status_code, d.last_error,
 			d.created_at, d.completed_at
 		FROM webhook_deliveries d JOIN webhook_events e ON e.id = d.event_id
@@ -299,7 +304,7 @@ func (a *Admin) queryDeliveries(ctx context.Context, cond string, args ...any) (
 	for i, d := range out {
 		ids[i] = d.ID
 	}
-	rows, err = a.DB.Pool.Query(ctx, `SELECT delivery_id, started_at, duration_ms, status_code, error, response
+	rows, err = q.Query(ctx, `SELECT delivery_id, started_at, duration_ms, status_code, error, response
 		FROM webhook_attempts WHERE delivery_id = ANY($1::uuid[]) ORDER BY id`, ids)
 	if err != nil {
 		return nil, err
@@ -340,11 +345,18 @@ func (a *Admin) Redeliver(ctx context.Context, deliveryID string) (Delivery, err
 	case status == "pending":
 		return Delivery{}, events.Errorf(events.CodeConflict, "webhook delivery %s is still pending", deliveryID)
 	}
-	if _, err := a.DB.Pool.Exec(ctx, `UPDATE webhook_deliveries SET status = 'pending', attempts = 0,
-		next_attempt_at = now(), leased_until = NULL, completed_at = NULL WHERE id = $1 AND status <> 'pending'`, deliveryID); err != nil {
-		return Delivery{}, err
-	}
-	return a.delivery(ctx, deliveryID)
+	// Read back in the same transaction: the answer is the delivery as
+	// queued again, not whatever a dispatcher made of it a moment later.
+	var d Delivery
+	err = pgx.BeginFunc(ctx, a.DB.Pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `UPDATE webhook_deliveries SET status = 'pending', attempts = 0,
+			next_attempt_at = now(), leased_until = NULL, completed_at = NULL WHERE id = $1 AND status <> 'pending'`, deliveryID); err != nil {
+			return err
+		}
+		d, err = a.delivery(ctx, tx, deliveryID)
+		return err
+	})
+	return d, err
 }
 
 // RedeliverFailed queues again every failed or skipped delivery of an
@@ -366,8 +378,8 @@ func (a *Admin) RedeliverFailed(ctx context.Context, endpointID string) (int64, 
 	return tag.RowsAffected(), nil
 }
 
-func (a *Admin) delivery(ctx context.Context, id string) (Delivery, error) {
-	ds, err := a.queryDeliveries(ctx, `d.id = $1`, id)
+func (a *Admin) delivery(ctx context.Context, q queryer, id string) (Delivery, error) {
+	ds, err := a.queryDeliveries(ctx, q, `d.id = $1`, id)
 	if err != nil {
 		return Delivery{}, err
 	}

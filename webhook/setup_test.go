@@ -308,7 +308,7 @@ func checkFor(t testing.TB, timeout time.Duration, f func() error) {
 // deliveryOf returns the delivery of the event to the endpoint.
 func (b *bundle) deliveryOf(t *testing.T, endpointID, eventID string) Delivery {
 	t.Helper()
-	ds, err := b.admin.queryDeliveries(t.Context(), `d.endpoint_id = $1 AND d.event_id = $2`, endpointID, eventID)
+	ds, err := b.admin.queryDeliveries(t.Context(), b.db.Pool, `d.endpoint_id = $1 AND d.event_id = $2`, endpointID, eventID)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -322,7 +322,7 @@ func (b *bundle) waitStatus(t *testing.T, endpointID, eventID, status string, ti
 	t.Helper()
 	var d Delivery
 	checkFor(t, timeout, func() error {
-		ds, err := b.admin.queryDeliveries(t.Context(), `d.endpoint_id = $1 AND d.event_id = $2`, endpointID, eventID)
+		ds, err := b.admin.queryDeliveries(t.Context(), b.db.Pool, `d.endpoint_id = $1 AND d.event_id = $2`, endpointID, eventID)
 		if err != nil {
 			return err
 		}
