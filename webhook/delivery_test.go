@@ -76,8 +76,11 @@ func TestDeliverySigned(t *testing.T) {
 			}
 		}
 	})
-	if !slices.Equal(keys, []string{"data", "timestamp", "type"}) {
-		t.Errorf("body has keys %v, want data, timestamp, type", keys)
+	if !slices.Equal(keys, []string{"api_version", "data", "timestamp", "type"}) {
+		t.Errorf("body has keys %v, want api_version, data, timestamp, type", keys)
+	}
+	if v := string(body["api_version"]); v != `"2026-10"` {
+		t.Errorf("api_version %s, want \"2026-10\" (the API version of Polar's SDK 1.0.1 payload types)", v)
 	}
 	var got struct {
 		Type      string              `json:"type"`

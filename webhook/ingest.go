@@ -38,13 +38,19 @@ func SetupConsumer(ctx context.Context, js jetstream.JetStream, ackWait time.Dur
 	return c, nil
 }
 
+// APIVersion is the Polar API version whose webhook payloads seatd's
+// match: Polar's SDK 1.0.1 types every payload of API version 2026-10 with
+// a required api_version, so a typed receiver reads it.
+const APIVersion = "2026-10"
+
 // payload is the HTTP body of a webhook, Polar's shape. Data is the
 // event's CustomerSeat verbatim, so every field the stream carries reaches
 // the receiver.
 type payload struct {
-	Type      events.SeatEventType `json:"type"`
-	Timestamp time.Time            `json:"timestamp"`
-	Data      json.RawMessage      `json:"data"`
+	Type       events.SeatEventType `json:"type"`
+	Timestamp  time.Time            `json:"timestamp"`
+	APIVersion string               `json:"api_version"`
+	Data       json.RawMessage      `json:"data"`
 }
 
 // errUndecodable marks a stream message that can never become a webhook.
@@ -88,7 +94,7 @@ func decode(data []byte) (seatEvent, error) {
 		return ev, fmt.Errorf("%w: type %q", errUndecodable, ev.Type)
 	}
 	var err error
-	if ev.body, err = json.Marshal(payload{Type: ev.Type, Timestamp: ev.Timestamp, Data: raw.Data}); err != nil {
+	if ev.body, err = json.Marshal(payload{Type: ev.Type, Timestamp: ev.Timestamp, APIVersion: APIVersion, Data: raw.Data}); err != nil {
 		return ev, fmt.Errorf("%w: %v", errUndecodable, err)
 	}
 	return ev, nil
