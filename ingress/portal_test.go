@@ -49,7 +49,6 @@ func TestSeatsCarryTheirMember(t *testing.T) {
 	checkMember := func(what string, seat any, want map[string]any) {
 		t.Helper()
 		s, _ := seat.(map[string]any)
-		seatdtest.CheckSDKShape(t, "CustomerSeat", s)
 		m, present := s["member"]
 		if !present {
 			t.Errorf("%s: no member property: %v", what, s)
@@ -80,7 +79,6 @@ func TestSeatsCarryTheirMember(t *testing.T) {
 	id := seat["id"].(string)
 	checkMember("assign", seat, wantMember)
 	list := e.Do("GET", seatsPath+"?subscription_id="+ten.SubscriptionID, ten.Token, nil).JSON(t)
-	seatdtest.CheckSDKShape(t, "SeatsList", list)
 	checkMember("list", list["seats"].([]any)[0], wantMember)
 	checkMember("resend", e.Do("POST", seatsPath+"/"+id+"/resend", ten.Token, nil).JSON(t), wantMember)
 
@@ -102,7 +100,6 @@ func TestSeatsCarryTheirMember(t *testing.T) {
 	if claim.Status != 200 {
 		t.Fatalf("claim: %d %s", claim.Status, claim.Body)
 	}
-	seatdtest.CheckSDKShape(t, "CustomerSeatClaimResponse", claim.JSON(t))
 	checkMember("claim", claim.JSON(t)["seat"], wantMember)
 	revoked := e.Do("DELETE", seatsPath+"/"+id, ten.Token, nil).JSON(t)
 	checkMember("revoke", revoked, nil)
@@ -213,7 +210,6 @@ func TestProductsHaveIDs(t *testing.T) {
 	seat := assignPending(t, e, ten, "invitee@example.com")
 	info := e.Do("GET", claimPath+"/"+invitationToken(t, e, seat["id"].(string)), "", nil)
 	j := info.JSON(t)
-	seatdtest.CheckSDKShape(t, "SeatClaimInfo", j)
 	if info.Status != 200 || j["product_id"] != ten.ProductID || j["product_name"] != "Pro Plan" {
 		t.Errorf("claim info: %d %s, want product %s", info.Status, info.Body, ten.ProductID)
 	}
@@ -295,7 +291,6 @@ func TestListClaimedSubscriptions(t *testing.T) {
 	if r.Status != 200 {
 		t.Fatalf("list: %d %s", r.Status, r.Body)
 	}
-	seatdtest.CheckSDKShape(t, "ListResourceCustomerSubscription", all)
 	items, _ := all["items"].([]any)
 	if len(items) != 2 || items[0].(map[string]any)["id"] != sub2 || items[1].(map[string]any)["id"] != sub3 {
 		t.Fatalf("items %s, want %s then %s", r.Body, sub2, sub3)
@@ -400,7 +395,6 @@ func TestListClaimedSubscriptionsOfMembers(t *testing.T) {
 		}
 		var got []string
 		for _, it := range r.JSON(t)["items"].([]any) {
-			seatdtest.CheckSDKShape(t, "CustomerSubscription", it)
 			got = append(got, it.(map[string]any)["id"].(string))
 		}
 		return strings.Join(got, ",")
@@ -464,5 +458,4 @@ func TestOldLedgerRowsRender(t *testing.T) {
 	if m, present := s["member"]; !present || m != nil || s["id"] != seat {
 		t.Errorf("old seat: %v", got)
 	}
-	seatdtest.CheckSDKShape(t, "CustomerSeat", s)
 }

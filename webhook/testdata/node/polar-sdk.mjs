@@ -148,6 +148,7 @@ const anonymous = createPolar({ ...base, accessToken: "polar_cst_not-a-token" })
 const org = createPolar({ ...base, accessToken: cfg.tokens.org });
 const orgRead = createPolar({ ...base, accessToken: cfg.tokens.orgRead });
 const otherOrg = createPolar({ ...base, accessToken: cfg.tokens.otherOrg });
+const memberOrg = createPolar({ ...base, accessToken: cfg.tokens.memberOrg });
 const ids = cfg.ids;
 const unknownID = "00000000-0000-4000-8000-000000000000";
 
@@ -385,6 +386,38 @@ await rejects("org revoke: bad token", async () => {
 }, { cls: "CustomerSeatsRevokeSeat401Error", status: 401, error: "Unauthorized" });
 await rejects("org revoke: malformed id", async () => {
   await org.customerSeats.revokeSeat("nope");
+}, { cls: "HTTPValidationError", status: 422, bodyType: T.validation });
+
+// ---- The member model: the seat carries its Member ----
+let memberSeat;
+await step("org assign (member model, external_member_id)", async () => {
+  memberSeat = await memberOrg.customerSeats.assignSeat({
+    subscription_id: ids.memberSubscription, email: cfg.emails.member, external_member_id: "emp-7",
+  });
+  typed(memberSeat, T.orgAssign, "assignSeat");
+  const m = memberSeat.member;
+  expect(m && m.id === memberSeat.member_id && m.email === cfg.emails.member && m.external_id === "emp-7" && m.role === "member",
+    `member ${JSON.stringify(m)}`);
+  expect(memberSeat.email === cfg.emails.member && memberSeat.customer_email === cfg.emails.member, "seat email");
+});
+await step("claim (member model) and the member's claimed subscriptions", async () => {
+  const { token } = await invitationToken(cfg.emails.member);
+  const info = await anonymous.customerSeats.getClaimInfo(token);
+  typed(info, T.claimInfo, "getClaimInfo");
+  const out = await anonymous.customerSeats.claimSeat({ invitation_token: token });
+  typed(out, T.claim, "claimSeat");
+  expect(out.seat.member?.id === memberSeat.member_id, "claimed seat lost its member");
+  const member = createPolar({ ...base, accessToken: out.customer_session_token });
+  const page = await member.customerPortal.seats.listClaimedSubscriptions();
+  typed(page, T.portalClaimed, "listClaimedSubscriptions");
+  expect(page.items.length === 1 && page.items[0].id === ids.memberSubscription, "the member's subscription");
+  expect(page.items[0].product.recurring_interval === "year", "product interval");
+});
+await rejects("org assign (member model): unknown member_id", async () => {
+  await memberOrg.customerSeats.assignSeat({ subscription_id: ids.memberSubscription, member_id: unknownID });
+}, { cls: "CustomerSeatsAssignSeat404Error", status: 404, error: "MemberNotFound", detail: `Member not found: ${unknownID}` });
+await rejects("org assign (member model): member_id with email", async () => {
+  await memberOrg.customerSeats.assignSeat({ subscription_id: ids.memberSubscription, member_id: unknownID, email: "x@example.com" });
 }, { cls: "HTTPValidationError", status: 422, bodyType: T.validation });
 
 // ---- Webhooks: every seat event above, verified and typed ----
