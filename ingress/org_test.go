@@ -227,7 +227,12 @@ func TestOrgAPIAuth(t *testing.T) {
 		t.Fatalf("write-only token: %d %s, %d %s", async.Status, async.Body, batch.Status, batch.Body)
 	}
 	seats += 2
-	e.WaitApplied(strings.TrimPrefix(async.Header.Get("Location"), orgPath+"/requests/"))
+	// Both must have been applied before the seats are counted.
+	for _, loc := range []string{async.Header.Get("Location"), batch.Header.Get("Location")} {
+		if got := poll(t, e, writeOnly, loc); got["status"] == "failed" {
+			t.Fatalf("write-only token's request: %v", got)
+		}
+	}
 	insufficient := func(name string, r seatdtest.Response, scope string) {
 		t.Helper()
 		body := r.JSON(t)
