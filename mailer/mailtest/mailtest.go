@@ -486,10 +486,11 @@ type session struct {
 }
 
 func (s *Server) newSession(c *smtp.Conn) (smtp.Session, error) {
-	s.mu.Lock()
-	busy := s.cfg.MaxConnections > 0 && s.open > s.cfg.MaxConnections
-	s.mu.Unlock()
-	if busy {
+	nc := c.Conn()
+	if tc, ok := nc.(*tls.Conn); ok {
+		nc = tc.NetConn()
+	}
+	if cc, ok := nc.(*countedConn); ok && cc.overLimit {
 		return nil, &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 7, 0}, Message: "Too many connections from your host"}
 	}
 	return &session{s: s, conn: c}, nil
@@ -511,14 +512,16 @@ func (l countingListener) Accept() (net.Conn, error) {
 	l.s.mu.Lock()
 	l.s.connections++
 	l.s.open++
+	over := l.s.cfg.MaxConnections > 0 && l.s.open > l.s.cfg.MaxConnections
 	l.s.mu.Unlock()
-	return &countedConn{Conn: c, s: l.s}, nil
+	return &countedConn{Conn: c, s: l.s, overLimit: over}, nil
 }
 
 type countedConn struct {
 	net.Conn
-	s    *Server
-	once sync.Once
+	s         *Server
+	overLimit bool // opened while MaxConnections others were
+	once      sync.Once
 }
 
 func (c *countedConn) Close() error {

@@ -255,3 +255,29 @@ func TestTLS(t *testing.T) {
 		t.Error("SMTPS session not recorded as TLS")
 	}
 }
+
+// MaxConnections refuses the connections past the limit, not the ones
+// before it; MessagesPerConnection drops a connection at the MAIL FROM
+// after its quota.
+func TestConnectionLimits(t *testing.T) {
+	s := mailtest.Start(t, mailtest.Config{MaxConnections: 1, MessagesPerConnection: 2})
+	first := dial(t, s)
+	if err := first.Hello("client.test"); err != nil {
+		t.Fatalf("the first connection: %v", err)
+	}
+	second := dial(t, s)
+	if err := second.Hello("client.test"); smtpCode(err) != 421 {
+		t.Errorf("a second connection at once: %v, want 421", err)
+	}
+	for i := range 2 {
+		if err := send(s, first); err != nil {
+			t.Fatalf("message %d: %v", i+1, err)
+		}
+	}
+	if err := send(s, first); err == nil {
+		t.Error("a third message on a connection limited to two went through")
+	}
+	if n, conns := len(s.Messages()), s.Connections(); n != 2 || conns != 2 {
+		t.Errorf("%d messages over %d connections, want 2 over 2", n, conns)
+	}
+}
