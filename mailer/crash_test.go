@@ -128,3 +128,68 @@ func TestCrashAfterAcceptanceSendsAtMostTwiceWithOneMessageID(t *testing.T) {
 		})
 	}
 }
+
+// A mailer killed in the middle of a batch, right after the server
+// accepted one of its messages: what the ledger recorded as sent is not
+// sent again; the one message accepted but not yet recorded is, with the
+// same Message-ID; the rest of the batch, marked sending but never handed
+// over, goes out once. Nothing is lost.
+func TestCrashMidBatch(t *testing.T) {
+	t.Parallel()
+	const n, crashAt = 10, 4
+	b := setup(t, setupOpts{})
+	b.setAckWait(t, time.Second)
+	invs := make([]invitation, n)
+	for i := range invs {
+		invs[i] = b.seedInvitation(t, seed{seatEmail: fmt.Sprintf("batch%02d@example.test", i)})
+		b.publish(t, invs[i])
+	}
+	// One connection: the messages go one after another, so the kill
+	// finds exactly crashAt accepted.
+	first := b.startChild(t, childCrashAfterEnv+"="+fmt.Sprint(crashAt), childConnectionsEnv+"=1")
+	if err := first.wait(20 * time.Second); !killedBySIGKILL(err) {
+		t.Fatalf("first mailer ended with %v, want SIGKILL", err)
+	}
+	accepted := b.smtp.Messages()
+	if len(accepted) != crashAt {
+		t.Fatalf("%d messages accepted before the kill, want %d", len(accepted), crashAt)
+	}
+	states := map[storage.DeliveryState]int{}
+	for _, inv := range invs {
+		r := b.ledger(t, inv.id)
+		states[r.state]++
+		if r.attempts != 1 {
+			t.Errorf("invitation to %s: %d attempts at the kill, want 1 (the whole batch started)", inv.to, r.attempts)
+		}
+	}
+	if states[storage.DeliverySent] != crashAt-1 || states[storage.DeliverySending] != n-crashAt+1 {
+		t.Fatalf("ledger at the kill: %v, want %d sent and the rest sending", states, crashAt-1)
+	}
+	unrecorded := accepted[crashAt-1].MessageID()
+
+	b.startChild(t)
+	for _, inv := range invs {
+		b.waitState(t, inv.id, storage.DeliverySent, 15*time.Second)
+	}
+	b.waitSettled(t, 10*time.Second)
+	stays(t, 300*time.Millisecond, func() error {
+		if got := len(b.smtp.Messages()); got != n+1 {
+			return fmt.Errorf("%d messages accepted, want %d: each invitation once, the unrecorded one twice", got, n+1)
+		}
+		return nil
+	})
+	copies := map[string]int{}
+	for _, m := range b.smtp.Messages() {
+		copies[m.MessageID()]++
+	}
+	for _, inv := range invs {
+		id := "<invitation-" + inv.id + "@seats.example.test>"
+		want := 1
+		if id == unrecorded {
+			want = 2
+		}
+		if copies[id] != want {
+			t.Errorf("invitation to %s arrived %d times, want %d", inv.to, copies[id], want)
+		}
+	}
+}

@@ -8,7 +8,12 @@
 // classification of delivery errors into temporary and permanent, and the
 // Mailer: the consumer of events.MailerConsumer that drives each
 // invitation through the delivery ledger in storage (queued → sending →
-// sent, failed or cancelled).
+// sent, failed or cancelled). It works in batches of the requests at hand:
+// one round trip locks and loads a batch, one marks its attempts, the
+// Sender takes its emails together (the mail drop writes the files at once
+// and syncs the directory once; SMTP reuses each connection for message
+// after message), and the outcomes are recorded one statement per state,
+// each request keeping its own outcome.
 //
 // What it promises:
 //
@@ -19,8 +24,11 @@
 //     Mailer that dies after the server accepted the message and before
 //     the ledger says sent: the redelivery sends it again, with the same
 //     Message-ID (invitation-<id>@<domain>), so the copies are
-//     recognisably one message. Two live Mailers never send the same
-//     invitation at the same time (storage.Delivery holds a lock).
+//     recognisably one message. Accepted messages are recorded while the
+//     rest of their batch is still being sent, so that window stays one
+//     write long however large the batch. Two live Mailers never send the
+//     same invitation at the same time (storage.DeliveryBatch holds a lock
+//     per invitation).
 //   - A temporary failure (4xx, timeout, network, DNS, TLS, AUTH) is
 //     retried with exponential backoff, and after Config.MaxAttempts
 //     attempts recorded as failed. A permanent one (5xx in the mail

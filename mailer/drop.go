@@ -6,14 +6,36 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 )
 
-// Sender delivers one message. A nil error means the message was handed
-// over for good (an SMTP server accepted it, or it is on disk); an error
-// for which IsPermanent is true means it never will be.
+// Sender hands messages over for good: to an SMTP server that accepted
+// them, or to disk.
 type Sender interface {
-	Send(ctx context.Context, m *Message) error
+	// SendAll hands msgs over together and reports each message's outcome
+	// to done as soon as it is known, possibly from several goroutines at
+	// once; it returns once every message has been reported. A nil error
+	// means the message was handed over for good; an error for which
+	// IsPermanent is true means it never will be.
+	SendAll(ctx context.Context, msgs []*Message, done func([]Outcome))
+}
+
+// Outcome is what became of one message given to SendAll.
+type Outcome struct {
+	Index int // of the message in SendAll's msgs
+	Err   error
+}
+
+// dropWriters is the most files a MailDrop writes at once.
+const dropWriters = 32
+
+// sendOne is SendAll of a single message.
+func sendOne(ctx context.Context, s Sender, m *Message) error {
+	var err error
+	s.SendAll(ctx, []*Message{m}, func(o []Outcome) { err = o[0].Err })
+	return err
 }
 
 // MailDrop is the development Sender: it writes each message as an RFC 5322
@@ -39,7 +61,53 @@ func NewMailDrop(dir string, log *slog.Logger) (*MailDrop, error) {
 
 // Send writes m to its file and logs one line naming the recipient, the
 // file and the claim URL, so a developer can follow the link from the log.
-func (d *MailDrop) Send(ctx context.Context, m *Message) error {
+func (d *MailDrop) Send(ctx context.Context, m *Message) error { return sendOne(ctx, d, m) }
+
+// SendAll writes every message's file at once, each written to a
+// temporary file, fsynced and renamed into place, then fsyncs the directory
+// once, which puts all the renames on disk; it reports the messages
+// together after that. Each one written gets its log line, as Send's.
+func (d *MailDrop) SendAll(ctx context.Context, msgs []*Message, done func([]Outcome)) {
+	errs := make([]error, len(msgs))
+	var wg sync.WaitGroup
+	// Past a few dozen, more writers only wait on the same disk.
+	sem := make(chan struct{}, dropWriters)
+	for i, m := range msgs {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			errs[i] = d.write(ctx, m)
+		}()
+	}
+	wg.Wait()
+	if slices.Contains(errs, nil) {
+		if err := syncDir(d.Dir); err != nil {
+			for i := range errs {
+				if errs[i] == nil {
+					errs[i] = fmt.Errorf("mail drop: sync %s: %w", d.Dir, err)
+				}
+			}
+		}
+	}
+	log := d.Log
+	if log == nil {
+		log = slog.Default()
+	}
+	out := make([]Outcome, len(msgs))
+	for i, m := range msgs {
+		out[i] = Outcome{Index: i, Err: errs[i]}
+		if errs[i] == nil {
+			log.Info("invitation written to mail drop", "to", m.To, "file", filepath.Join(d.Dir, fileName(m)), "claim_url", m.ClaimURL)
+		}
+	}
+	done(out)
+}
+
+// write puts m in its file; the file is on disk, its name once the
+// directory is synced.
+func (d *MailDrop) write(ctx context.Context, m *Message) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -66,16 +134,22 @@ func (d *MailDrop) Send(ctx context.Context, m *Message) error {
 	if err := tmp.Close(); err != nil {
 		return fmt.Errorf("mail drop: close %s: %w", tmp.Name(), err)
 	}
-	path := filepath.Join(d.Dir, name)
-	if err := os.Rename(tmp.Name(), path); err != nil {
+	if err := os.Rename(tmp.Name(), filepath.Join(d.Dir, name)); err != nil {
 		return fmt.Errorf("mail drop: %w", err)
 	}
-	log := d.Log
-	if log == nil {
-		log = slog.Default()
-	}
-	log.Info("invitation written to mail drop", "to", m.To, "file", path, "claim_url", m.ClaimURL)
 	return nil
+}
+
+func syncDir(dir string) error {
+	f, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	err = f.Sync()
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }
 
 // fileName is the invitation id (or, failing that, the Message-ID) made

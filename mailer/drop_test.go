@@ -105,3 +105,53 @@ func TestNewSender(t *testing.T) {
 		t.Errorf("bad SMTP_URL: %v", err)
 	}
 }
+
+// SendAll writes a batch's files together and reports every message: one
+// that cannot be written fails alone.
+func TestMailDropSendAll(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "mail")
+	var logs bytes.Buffer
+	drop, err := NewMailDrop(dir, slog.New(slog.NewJSONHandler(&logs, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	msgs := messagesTo(t, "a@example.test", "b@example.test", "not an address", "d@example.test")
+	errs := sendAll(t, drop, msgs)
+	for i, err := range errs {
+		if i == 2 {
+			if !IsPermanent(err) {
+				t.Errorf("message to an invalid address: %v, want a permanent error", err)
+			}
+		} else if err != nil {
+			t.Errorf("message %d: %v", i, err)
+		}
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, e := range entries {
+		names = append(names, e.Name())
+	}
+	want := []string{msgs[0].InvitationID + ".eml", msgs[1].InvitationID + ".eml", msgs[3].InvitationID + ".eml"}
+	if strings.Join(names, " ") != strings.Join(want, " ") {
+		t.Errorf("mail drop holds %v, want %v", names, want)
+	}
+	for _, i := range []int{0, 1, 3} {
+		raw, err := os.ReadFile(filepath.Join(dir, msgs[i].InvitationID+".eml"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		parsed, err := mail.ReadMessage(bytes.NewReader(raw))
+		if err != nil {
+			t.Fatalf("message %d: not RFC 5322: %v", i, err)
+		}
+		if got := parsed.Header.Get("To"); !strings.Contains(got, msgs[i].To) {
+			t.Errorf("file of message %d is addressed to %q", i, got)
+		}
+	}
+	if n := strings.Count(strings.TrimSpace(logs.String()), "\n") + 1; n != 3 {
+		t.Errorf("%d log lines for 3 messages written:\n%s", n, logs.String())
+	}
+}

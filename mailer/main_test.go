@@ -7,7 +7,9 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"strconv"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -23,11 +25,15 @@ import (
 // The crash tests run the mailer in a child process, this test binary
 // re-executed with childEnv set, so they can kill it with SIGKILL.
 const (
-	childEnv           = "SEATD_MAILER_TEST_CHILD"
-	childDatabaseEnv   = "SEATD_MAILER_TEST_DATABASE_URL"
-	childNATSEnv       = "SEATD_MAILER_TEST_NATS_URL"
-	childSMTPEnv       = "SEATD_MAILER_TEST_SMTP_URL"
+	childEnv         = "SEATD_MAILER_TEST_CHILD"
+	childDatabaseEnv = "SEATD_MAILER_TEST_DATABASE_URL"
+	childNATSEnv     = "SEATD_MAILER_TEST_NATS_URL"
+	childSMTPEnv     = "SEATD_MAILER_TEST_SMTP_URL"
+	// childCrashAfterEnv=n kills the child once the server has accepted
+	// its n-th message and the ledger has recorded the n-1 before it.
 	childCrashAfterEnv = "SEATD_MAILER_TEST_CRASH_AFTER_SEND"
+	// childConnectionsEnv is the child's SMTPConfig.Connections.
+	childConnectionsEnv = "SEATD_MAILER_TEST_SMTP_CONNECTIONS"
 )
 
 func TestMain(m *testing.M) {
@@ -64,6 +70,11 @@ func runChild() int {
 	if err != nil {
 		return fail(err)
 	}
+	if v := os.Getenv(childConnectionsEnv); v != "" {
+		if cfg.Connections, err = strconv.Atoi(v); err != nil {
+			return fail(err)
+		}
+	}
 	sender, err := NewSMTPSender(cfg)
 	if err != nil {
 		return fail(err)
@@ -76,15 +87,30 @@ func runChild() int {
 		DB: db, JS: js, Sender: sender, Keys: keys, PublicURL: testPublicURL, Log: log,
 		RetryBase: 50 * time.Millisecond, RetryMax: time.Second, FetchWait: time.Second,
 	})
-	if os.Getenv(childCrashAfterEnv) != "" {
+	if v := os.Getenv(childCrashAfterEnv); v != "" {
+		after, err := strconv.Atoi(v)
+		if err != nil {
+			return fail(err)
+		}
 		// Die in the one window where a crash can duplicate an email: the
 		// server has accepted it, the ledger does not know yet.
+		var accepted atomic.Int64
 		m.testHookAfterSend = func(msg *Message, err error) {
-			if err == nil {
-				log.Info("killing myself after the server accepted the message")
-				_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
-				select {}
+			if err != nil || accepted.Add(1) < int64(after) {
+				return
 			}
+			// The messages accepted before this one are being recorded
+			// meanwhile; wait for that, so that this one alone is in the
+			// window.
+			for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+				var sent int64
+				if err := db.Pool.QueryRow(ctx, `SELECT count(*) FROM invitations WHERE delivery_state = 'sent'`).Scan(&sent); err == nil && sent >= int64(after-1) {
+					break
+				}
+			}
+			log.Info("killing myself after the server accepted the message", "accepted", after)
+			_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
+			select {}
 		}
 	}
 	if err := m.Run(ctx); err != nil {

@@ -9,9 +9,12 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	gomail "github.com/wneessen/go-mail"
+	gosmtp "github.com/wneessen/go-mail/smtp"
 )
 
 // TLSMode says how the SMTP connection is encrypted.
@@ -48,6 +51,9 @@ type SMTPConfig struct {
 	Timeout time.Duration
 	// HELO is the name given in EHLO; default the machine's host name.
 	HELO string
+	// Connections is how many connections SendAll uses at once; default
+	// 4. Each carries message after message.
+	Connections int
 }
 
 // ParseSMTPURL reads an SMTP_URL:
@@ -138,8 +144,9 @@ func RedactURL(raw string) string {
 	return raw
 }
 
-// SMTPSender submits messages to an SMTP server with go-mail, one
-// connection per message.
+// SMTPSender submits messages to an SMTP server with go-mail, over up to
+// SMTPConfig.Connections connections at once, each carrying message after
+// message.
 type SMTPSender struct {
 	cfg SMTPConfig
 }
@@ -169,6 +176,9 @@ func NewSMTPSender(cfg SMTPConfig) (*SMTPSender, error) {
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = 30 * time.Second
 	}
+	if cfg.Connections <= 0 {
+		cfg.Connections = 4
+	}
 	if cfg.TLSConfig == nil {
 		cfg.TLSConfig = &tls.Config{}
 	} else {
@@ -197,49 +207,211 @@ func (s *SMTPSender) String() string {
 	return u.String()
 }
 
-// Send submits m. A nil error means the server accepted the message; use
-// IsPermanent to tell a rejection that will never succeed from one worth
-// retrying. Cancelling ctx aborts the conversation.
-func (s *SMTPSender) Send(ctx context.Context, m *Message) error {
+// Send submits m over a connection of its own. A nil error means the
+// server accepted the message; use IsPermanent to tell a rejection that
+// will never succeed from one worth retrying. Cancelling ctx aborts the
+// conversation.
+func (s *SMTPSender) Send(ctx context.Context, m *Message) error { return sendOne(ctx, s, m) }
+
+// SendAll submits msgs over up to Connections connections at once. Each
+// connection is set up once (greeting, EHLO, STARTTLS, AUTH) and carries
+// message after message, and each message is reported as soon as the
+// server has answered it. Cancelling ctx aborts the conversations.
+func (s *SMTPSender) SendAll(ctx context.Context, msgs []*Message, done func([]Outcome)) {
+	next := make(chan int, len(msgs))
+	for i := range msgs {
+		next <- i
+	}
+	close(next)
+	n := min(s.cfg.Connections, len(msgs))
+	var live atomic.Int32
+	live.Store(int32(n))
+	var wg sync.WaitGroup
+	for range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s.session(ctx, msgs, next, &live, done)
+		}()
+	}
+	wg.Wait()
+}
+
+// session sends the messages it takes from next over one connection,
+// taking a message only once it has a connection. A session that cannot
+// connect leaves the messages to the others (a server may refuse a
+// client's extra connections); the last one to go reports its failure for
+// every message still waiting, as each waiting out a timeout of its own
+// would only hold up the rest.
+func (s *SMTPSender) session(ctx context.Context, msgs []*Message, next <-chan int, live *atomic.Int32, done func([]Outcome)) {
+	c := &smtpConn{s: s}
+	var failed error // why this session could not go on
+	defer func() {
+		c.close(true)
+		if live.Add(-1) == 0 && failed != nil {
+			for i := range next {
+				done([]Outcome{{Index: i, Err: failed}})
+			}
+		}
+	}()
+	for {
+		if c.sc == nil {
+			if failed = c.dial(ctx); failed != nil {
+				return
+			}
+		}
+		i, ok := <-next
+		if !ok {
+			return
+		}
+		err := c.send(ctx, msgs[i])
+		done([]Outcome{{Index: i, Err: err}})
+		var de *dialError
+		if errors.As(err, &de) {
+			failed = err
+			return
+		}
+	}
+}
+
+// dialError is a failure to set up a connection: dial, greeting, EHLO,
+// STARTTLS or AUTH.
+type dialError struct{ err error }
+
+func (e *dialError) Error() string { return e.err.Error() }
+func (e *dialError) Unwrap() error { return e.err }
+
+// smtpConn is one connection to the server, reused from message to
+// message, and dialled again after a failure that may have broken it.
+type smtpConn struct {
+	s *SMTPSender
+	// client holds go-mail's per-connection state, which is not safe to
+	// share between concurrent sends: one per connection.
+	client *gomail.Client
+	sc     *gosmtp.Client
+	nc     net.Conn
+	stop   func() bool // stops closing nc when ctx ends
+	sent   int         // messages sc has carried
+}
+
+func (c *smtpConn) send(ctx context.Context, m *Message) error {
 	msg, err := m.build()
 	if err != nil {
 		return err
 	}
-	// The connection is closed when ctx ends, which aborts whatever
-	// command is in progress; go-mail itself only watches ctx while
-	// dialling.
-	var stops []func() bool
-	defer func() {
-		for _, stop := range stops {
-			stop()
+	for {
+		if c.sc == nil {
+			if err := c.dial(ctx); err != nil {
+				return err
+			}
 		}
-	}()
+		err := c.client.SendWithSMTPClient(c.sc, msg)
+		if err == nil || msg.IsDelivered() {
+			// The server accepted the message; anything that failed came
+			// after. Reporting a failure would make the caller send it
+			// again.
+			c.sent++
+			if err != nil {
+				c.close(false)
+			}
+			return nil
+		}
+		reused := c.sent > 0
+		if !answered(err) {
+			c.close(false)
+		}
+		if reused && closedBeforeTransaction(err) {
+			// The server let go of a connection that had carried earlier
+			// messages (idle, or a limit per connection) before this
+			// transaction began: nothing of it was sent, so it goes on a
+			// new connection, once (a new connection has carried nothing).
+			continue
+		}
+		return fmt.Errorf("smtp %s: send failed: %w", c.s.addr(), err)
+	}
+}
+
+// answered reports whether the server answered err's command with a reply
+// that leaves the connection usable: a 4xx or 5xx within the transaction,
+// except 421, with which a server closes it.
+func answered(err error) bool {
+	var se *gomail.SendError
+	if !errors.As(err, &se) {
+		return false
+	}
+	code := se.ErrorCode()
+	return code >= 400 && code < 600 && code != 421
+}
+
+// closedBeforeTransaction reports whether err found the connection gone
+// before MAIL FROM was accepted, so no part of the message reached the
+// server.
+func closedBeforeTransaction(err error) bool {
+	var se *gomail.SendError
+	if !errors.As(err, &se) {
+		return false
+	}
+	code := se.ErrorCode()
+	return (se.Reason == gomail.ErrConnCheck || se.Reason == gomail.ErrSMTPMailFrom) && (code == 0 || code == 421)
+}
+
+// dial sets up a connection; its error is a *dialError.
+func (c *smtpConn) dial(ctx context.Context) error {
 	dial := func(dctx context.Context, network, addr string) (net.Conn, error) {
-		d := net.Dialer{Timeout: s.cfg.Timeout}
+		d := net.Dialer{Timeout: c.s.cfg.Timeout}
 		conn, err := d.DialContext(dctx, network, addr)
 		if err != nil {
 			return nil, err
 		}
 		// Closing is how a cancelled ctx aborts the conversation; the
 		// send then fails with the cancellation, which is what matters.
-		stops = append(stops, context.AfterFunc(ctx, func() { _ = conn.Close() }))
-		if s.cfg.TLS != TLSImplicit {
+		c.nc, c.stop = conn, context.AfterFunc(ctx, func() { _ = conn.Close() })
+		if c.s.cfg.TLS != TLSImplicit {
 			return conn, nil
 		}
-		tc := tls.Client(conn, s.cfg.TLSConfig)
+		tc := tls.Client(conn, c.s.cfg.TLSConfig)
 		if err := tc.HandshakeContext(dctx); err != nil {
-			_ = conn.Close() // the handshake error says what went wrong
-			return nil, err
+			return nil, err // the handshake error says what went wrong; close closes conn
 		}
 		return tc, nil
 	}
+	client, err := gomail.NewClient(c.s.cfg.Host, c.s.options(dial)...)
+	if err == nil {
+		c.client = client
+		c.sc, err = client.DialToSMTPClientWithContext(ctx)
+	}
+	if err != nil {
+		c.close(false)
+		return &dialError{fmt.Errorf("smtp %s: dial failed: %w", c.s.addr(), err)}
+	}
+	return nil
+}
+
+// close ends the connection: with QUIT if quit is set (the connection is
+// still in order), else by closing it.
+func (c *smtpConn) close(quit bool) {
+	if quit && c.sc != nil {
+		_ = c.client.CloseWithSMTPClient(c.sc) // every message has its answer; QUIT is a courtesy
+	}
+	if c.nc != nil {
+		_ = c.nc.Close() // already closed by QUIT, or given up on
+		c.stop()
+	}
+	c.client, c.sc, c.nc, c.stop, c.sent = nil, nil, nil, nil, 0
+}
+
+// options are go-mail's settings for one connection that dial opens.
+func (s *SMTPSender) options(dial gomail.DialContextFunc) []gomail.Option {
 	opts := []gomail.Option{
 		gomail.WithPort(s.cfg.Port),
 		gomail.WithTimeout(s.cfg.Timeout),
 		gomail.WithTLSConfig(s.cfg.TLSConfig),
 		gomail.WithDialContextFunc(dial),
-		// One message per connection: no RSET between messages.
+		// A transaction ends with the server's answer to DATA (RFC 5321
+		// 4.1.4), so the next MAIL FROM needs no RSET; and a dead
+		// connection shows at MAIL FROM as well as at a NOOP.
 		gomail.WithoutRset(),
+		gomail.WithoutNoop(),
 	}
 	switch s.cfg.TLS {
 	case TLSImplicit:
@@ -264,22 +436,7 @@ func (s *SMTPSender) Send(ctx context.Context, m *Message) error {
 	if s.cfg.HELO != "" {
 		opts = append(opts, gomail.WithHELO(s.cfg.HELO))
 	}
-	// A new client per message: go-mail's Client keeps per-connection
-	// state that is not safe to share between concurrent sends.
-	client, err := gomail.NewClient(s.cfg.Host, opts...)
-	if err != nil {
-		return fmt.Errorf("smtp %s: %w", s.addr(), err)
-	}
-	err = client.DialAndSendWithContext(ctx, msg)
-	if err != nil && msg.IsDelivered() {
-		// The server accepted the message; what failed came after (QUIT).
-		// Reporting a failure would make the caller send it again.
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("smtp %s: %w", s.addr(), err)
-	}
-	return nil
+	return opts
 }
 
 func (s *SMTPSender) addr() string { return net.JoinHostPort(s.cfg.Host, strconv.Itoa(s.cfg.Port)) }

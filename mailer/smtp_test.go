@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -203,6 +204,168 @@ func TestSMTPSenderAuth(t *testing.T) {
 	})
 	if n := len(srv.Messages()); n != 2 {
 		t.Errorf("%d messages accepted, want 2", n)
+	}
+}
+
+// messagesTo composes one invitation email to each recipient.
+func messagesTo(t *testing.T, rcpts ...string) []*Message {
+	t.Helper()
+	msgs := make([]*Message, len(rcpts))
+	for i, rcpt := range rcpts {
+		m, err := Composer{PublicURL: testPublicURL}.Compose(Invitation{
+			ID: fmt.Sprintf("5e0d6f1a-0000-4000-8000-%012d", i), To: rcpt, ProductName: "Acme Pro",
+			Organization: "Acme", Token: "tok", ExpiresAt: time.Now().Add(time.Hour),
+		}, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		msgs[i] = m
+	}
+	return msgs
+}
+
+// sendAll runs SendAll and returns each message's outcome, failing the
+// test unless every message is reported exactly once.
+func sendAll(t *testing.T, s Sender, msgs []*Message) []error {
+	t.Helper()
+	var mu sync.Mutex
+	errs, reported := make([]error, len(msgs)), make([]int, len(msgs))
+	s.SendAll(t.Context(), msgs, func(out []Outcome) {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, o := range out {
+			errs[o.Index] = o.Err
+			reported[o.Index]++
+		}
+	})
+	for i, n := range reported {
+		if n != 1 {
+			t.Errorf("message %d reported %d times", i, n)
+		}
+	}
+	return errs
+}
+
+// SendAll carries many messages over few connections, each with its own
+// outcome: the server's refusal of one neither closes its connection nor
+// touches the others; a 421 closes it, and the next message goes on a new
+// one.
+func TestSMTPSenderSendAllReusesConnections(t *testing.T) {
+	t.Parallel()
+	srv := mailtest.Start(t, mailtest.Config{STARTTLS: true, Username: "seatd", Password: "hunter2"})
+	s := smtpSender(t, srv, "smtp://seatd:hunter2@"+srv.Addr())
+	s.cfg.Connections = 2
+	rcpts := make([]string, 10)
+	for i := range rcpts {
+		rcpts[i] = fmt.Sprintf("user%d@example.test", i)
+	}
+	srv.RejectTo(rcpts[3], 1, 550, "No such user")
+	srv.RejectTo(rcpts[6], 1, 451, "Greylisted")
+	errs := sendAll(t, s, messagesTo(t, rcpts...))
+	for i, err := range errs {
+		switch i {
+		case 3:
+			if !IsPermanent(err) || !strings.Contains(err.Error(), "550") {
+				t.Errorf("message 3: %v, want a permanent 550", err)
+			}
+		case 6:
+			if err == nil || IsPermanent(err) || !strings.Contains(err.Error(), "451") {
+				t.Errorf("message 6: %v, want a temporary 451", err)
+			}
+		default:
+			if err != nil {
+				t.Errorf("message %d: %v", i, err)
+			}
+		}
+	}
+	msgs := srv.Messages()
+	if len(msgs) != 8 {
+		t.Fatalf("%d messages accepted, want 8", len(msgs))
+	}
+	for _, m := range msgs {
+		if !m.TLS || m.AuthUser != "seatd" {
+			t.Errorf("message to %v: TLS %v, AuthUser %q", m.To, m.TLS, m.AuthUser)
+		}
+	}
+	if n := srv.Connections(); n != 2 {
+		t.Errorf("%d connections for 10 messages, want 2", n)
+	}
+
+	s.cfg.Connections = 1
+	srv.RejectTo(rcpts[0], 1, 421, "Closing, too busy")
+	errs = sendAll(t, s, messagesTo(t, rcpts[:4]...))
+	if err := errs[0]; err == nil || IsPermanent(err) || !strings.Contains(err.Error(), "421") {
+		t.Errorf("message 0: %v, want a temporary 421", err)
+	}
+	for i, err := range errs[1:] {
+		if err != nil {
+			t.Errorf("message %d after the 421: %v", i+1, err)
+		}
+	}
+	if n := srv.Connections(); n != 2+2 {
+		t.Errorf("%d connections, want 4: the 421 closed one", n)
+	}
+}
+
+// A server that lets go of a connection between two messages (a limit per
+// connection, an idle timeout) costs a new connection, not a failure:
+// nothing of the next message had been sent.
+func TestSMTPSenderSendAllReconnects(t *testing.T) {
+	t.Parallel()
+	srv := mailtest.Start(t, mailtest.Config{MessagesPerConnection: 3})
+	s := smtpSender(t, srv, srv.URL())
+	s.cfg.Connections = 1
+	for i, err := range sendAll(t, s, messagesTo(t, "a@example.test", "b@example.test", "c@example.test",
+		"d@example.test", "e@example.test", "f@example.test", "g@example.test")) {
+		if err != nil {
+			t.Errorf("message %d: %v", i, err)
+		}
+	}
+	if n, tx, conns := len(srv.Messages()), srv.Transactions(), srv.Connections(); n != 7 || tx != 7 || conns != 3 {
+		t.Errorf("%d messages in %d transactions over %d connections, want 7 in 7 over 3", n, tx, conns)
+	}
+}
+
+// A server that refuses a client's extra connections costs those
+// connections, not messages: the others carry the batch.
+func TestSMTPSenderSendAllWithConnectionLimit(t *testing.T) {
+	t.Parallel()
+	srv := mailtest.Start(t, mailtest.Config{MaxConnections: 2})
+	s := smtpSender(t, srv, srv.URL())
+	s.cfg.Connections = 4
+	rcpts := make([]string, 12)
+	for i := range rcpts {
+		rcpts[i] = fmt.Sprintf("user%d@example.test", i)
+	}
+	for i, err := range sendAll(t, s, messagesTo(t, rcpts...)) {
+		if err != nil {
+			t.Errorf("message %d: %v", i, err)
+		}
+	}
+	if n := len(srv.Messages()); n != len(rcpts) {
+		t.Errorf("%d messages accepted, want %d", n, len(rcpts))
+	}
+	if n := srv.Connections(); n != 4 {
+		t.Errorf("%d connections, want 4: two refused", n)
+	}
+}
+
+// When no connection can be set up, every message of the batch fails at
+// once with the reason, temporarily, after one attempt per connection
+// rather than one per message.
+func TestSMTPSenderSendAllCannotConnect(t *testing.T) {
+	t.Parallel()
+	srv := mailtest.Start(t, mailtest.Config{Username: "seatd", Password: "hunter2"})
+	s := smtpSender(t, srv, "smtp://seatd:wrong-pw@"+srv.Addr()+"?tls=none")
+	s.cfg.Connections = 2
+	for i, err := range sendAll(t, s, messagesTo(t, "a@example.test", "b@example.test", "c@example.test",
+		"d@example.test", "e@example.test", "f@example.test")) {
+		if err == nil || IsPermanent(err) || !strings.Contains(err.Error(), "535") || strings.Contains(err.Error(), "wrong-pw") {
+			t.Errorf("message %d: %v, want a temporary 535 without the password", i, err)
+		}
+	}
+	if n, conns := len(srv.Messages()), srv.Connections(); n != 0 || conns > 2 {
+		t.Errorf("%d messages accepted over %d connections, want none over at most 2", n, conns)
 	}
 }
 

@@ -2,7 +2,8 @@
 //
 // Start listens on 127.0.0.1 on a free port and records every message it
 // accepts: raw bytes, envelope, parsed headers, and whether the session
-// used TLS or AUTH. Tests script its answers (RejectFirst, RejectAll),
+// used TLS or AUTH. Tests script its answers (RejectFirst, RejectAll,
+// RejectTo for one recipient's messages),
 // make it require authentication or offer TLS (Config), and stop a
 // transaction at the end of DATA until they say so (Hold, Release), which
 // is how crash tests kill a client at a precise moment. Waiting is done
@@ -47,6 +48,14 @@ type Config struct {
 	// ImplicitTLS makes the server speak TLS from the first byte (SMTPS)
 	// with the same certificate.
 	ImplicitTLS bool
+	// MaxConnections, when set, makes the server refuse a client more
+	// connections than that at once: 421 to EHLO, as busy servers do.
+	MaxConnections int
+	// MessagesPerConnection, when set, makes the server drop a connection
+	// that has carried that many transactions when it sends the next MAIL
+	// FROM, without a reply: a server that limits messages per
+	// connection, or has timed an idle client out.
+	MessagesPerConnection int
 }
 
 // HoldMode says where Hold stops a transaction.
@@ -124,8 +133,11 @@ type Server struct {
 	changed      chan struct{} // closed and replaced on every change
 	messages     []Message
 	transactions int
+	connections  int // accepted so far
+	open         int // open now
 	rejectLeft   int // transactions still to reject; -1 rejects forever
 	reject       *smtp.SMTPError
+	rejectTo     map[string]*rcptScript // by lower-cased recipient
 	hold         HoldMode
 	held         int
 	release      chan struct{} // closed by Release
@@ -156,6 +168,7 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s.addr = ln.Addr().(*net.TCPAddr)
+	ln = countingListener{ln, s}
 	srv := smtp.NewServer(smtp.BackendFunc(s.newSession))
 	srv.Domain = "mailtest.localhost"
 	srv.AllowInsecureAuth = true // credentials over plain TCP to 127.0.0.1
@@ -241,11 +254,30 @@ func (s *Server) RejectAll(code int, text string) {
 	s.RejectFirst(-1, code, text)
 }
 
-// AcceptAll undoes RejectFirst and RejectAll.
+// rcptScript is RejectTo's answer for one recipient.
+type rcptScript struct {
+	left  int // transactions still to reject; -1 rejects forever
+	reply *smtp.SMTPError
+}
+
+// RejectTo answers the next n transactions with rcpt among their
+// recipients (n < 0: all of them) with code and text at the end of DATA,
+// before RejectFirst and RejectAll are consulted; transactions to others
+// are not affected.
+func (s *Server) RejectTo(rcpt string, n, code int, text string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.rejectTo == nil {
+		s.rejectTo = map[string]*rcptScript{}
+	}
+	s.rejectTo[strings.ToLower(rcpt)] = &rcptScript{left: n, reply: replyError(code, text)}
+}
+
+// AcceptAll undoes RejectFirst, RejectAll and RejectTo.
 func (s *Server) AcceptAll() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.rejectLeft, s.reject = 0, nil
+	s.rejectLeft, s.reject, s.rejectTo = 0, nil, nil
 }
 
 // Hold makes transactions that reach the end of DATA from now on wait
@@ -277,6 +309,13 @@ func (s *Server) Messages() []Message {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return append([]Message(nil), s.messages...)
+}
+
+// Connections is the number of connections clients have opened.
+func (s *Server) Connections() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.connections
 }
 
 // Transactions is the number of transactions answered at the end of
@@ -346,7 +385,9 @@ func (s *Server) finish(c *smtp.Conn, m Message) error {
 	s.mu.Lock()
 	s.transactions++
 	var reply error
-	if s.reject != nil && s.rejectLeft != 0 {
+	if r := s.rcptReply(m.To); r != nil {
+		reply = r
+	} else if s.reject != nil && s.rejectLeft != 0 {
 		reply = s.reject
 		if s.rejectLeft > 0 {
 			s.rejectLeft--
@@ -361,6 +402,22 @@ func (s *Server) finish(c *smtp.Conn, m Message) error {
 	}
 	if mode == HoldAfterAccept {
 		s.wait(c)
+	}
+	return nil
+}
+
+// rcptReply is RejectTo's reply to a transaction to rcpts, if any; s.mu
+// must be held.
+func (s *Server) rcptReply(rcpts []string) error {
+	for _, rcpt := range rcpts {
+		sc := s.rejectTo[strings.ToLower(rcpt)]
+		if sc == nil || sc.left == 0 {
+			continue
+		}
+		if sc.left > 0 {
+			sc.left--
+		}
+		return sc.reply
 	}
 	return nil
 }
@@ -420,15 +477,60 @@ func replyError(code int, text string) *smtp.SMTPError {
 }
 
 type session struct {
-	s        *Server
-	conn     *smtp.Conn
-	from     string
-	to       []string
-	authUser string
+	s            *Server
+	conn         *smtp.Conn
+	from         string
+	to           []string
+	authUser     string
+	transactions int
 }
 
 func (s *Server) newSession(c *smtp.Conn) (smtp.Session, error) {
+	nc := c.Conn()
+	if tc, ok := nc.(*tls.Conn); ok {
+		nc = tc.NetConn()
+	}
+	if cc, ok := nc.(*countedConn); ok && cc.overLimit {
+		return nil, &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 7, 0}, Message: "Too many connections from your host"}
+	}
 	return &session{s: s, conn: c}, nil
+}
+
+// countingListener counts the connections the server accepts and those
+// open (a session is not one: STARTTLS starts a new session on the same
+// connection).
+type countingListener struct {
+	net.Listener
+	s *Server
+}
+
+func (l countingListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	l.s.mu.Lock()
+	l.s.connections++
+	l.s.open++
+	over := l.s.cfg.MaxConnections > 0 && l.s.open > l.s.cfg.MaxConnections
+	l.s.mu.Unlock()
+	return &countedConn{Conn: c, s: l.s, overLimit: over}, nil
+}
+
+type countedConn struct {
+	net.Conn
+	s         *Server
+	overLimit bool // opened while MaxConnections others were
+	once      sync.Once
+}
+
+func (c *countedConn) Close() error {
+	c.once.Do(func() {
+		c.s.mu.Lock()
+		c.s.open--
+		c.s.mu.Unlock()
+	})
+	return c.Conn.Close()
 }
 
 func (se *session) AuthMechanisms() []string {
@@ -452,6 +554,10 @@ func (se *session) Auth(mech string) (sasl.Server, error) {
 }
 
 func (se *session) Mail(from string, _ *smtp.MailOptions) error {
+	if n := se.s.cfg.MessagesPerConnection; n > 0 && se.transactions >= n {
+		_ = se.conn.Conn().Close() // the point: the client hears nothing more
+		return errors.New("mailtest: connection dropped after its messages")
+	}
 	if len(se.AuthMechanisms()) > 0 && se.authUser == "" {
 		return &smtp.SMTPError{Code: 530, EnhancedCode: smtp.EnhancedCode{5, 7, 0}, Message: "Authentication required"}
 	}
@@ -465,6 +571,7 @@ func (se *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 }
 
 func (se *session) Data(r io.Reader) error {
+	se.transactions++
 	raw, err := io.ReadAll(r)
 	if err != nil {
 		return err

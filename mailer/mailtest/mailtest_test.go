@@ -45,6 +45,21 @@ func send(s *mailtest.Server, c *smtp.Client) (err error) {
 	return w.Close()
 }
 
+// dial opens a client connection that the test closes at its end.
+func dial(t *testing.T, s *mailtest.Server) *smtp.Client {
+	t.Helper()
+	c, err := smtp.Dial(s.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := c.Close(); err != nil {
+			t.Error(err)
+		}
+	})
+	return c
+}
+
 func smtpCode(err error) int {
 	var se *smtp.SMTPError
 	if errors.As(err, &se) {
@@ -99,20 +114,34 @@ func TestScriptedReplies(t *testing.T) {
 	}
 }
 
+// RejectTo scripts one recipient's transactions, before the server-wide
+// script, and leaves the connection open for the next transaction.
+func TestScriptedRepliesToOneRecipient(t *testing.T) {
+	s := mailtest.Start(t, mailtest.Config{})
+	s.RejectAll(451, "everyone else waits")
+	s.RejectTo("B@example.test", 2, 550, "no such user")
+	c := dial(t, s)
+	// send's recipient is b@example.test.
+	for i, want := range []int{550, 550, 451} {
+		if got := smtpCode(send(s, c)); got != want {
+			t.Errorf("transaction %d: code %d, want %d", i+1, got, want)
+		}
+	}
+	s.AcceptAll()
+	if err := send(s, c); err != nil {
+		t.Fatal(err)
+	}
+	if n, m, conns := s.Transactions(), len(s.Messages()), s.Connections(); n != 4 || m != 1 || conns != 1 {
+		t.Errorf("%d transactions, %d accepted over %d connections; want 4, 1 over 1", n, m, conns)
+	}
+}
+
 func TestAuthRequired(t *testing.T) {
 	s := mailtest.Start(t, mailtest.Config{Username: "u", Password: "p"})
 	if got := smtpCode(send(s, nil)); got != 530 {
 		t.Errorf("without AUTH: code %d, want 530", got)
 	}
-	c, err := smtp.Dial(s.Addr())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := c.Close(); err != nil {
-			t.Error(err)
-		}
-	})
+	c := dial(t, s)
 	if err := c.Auth(sasl.NewPlainClient("", "u", "wrong")); smtpCode(err) != 535 {
 		t.Errorf("wrong password: %v, want 535", err)
 	}
@@ -224,5 +253,31 @@ func TestTLS(t *testing.T) {
 	}
 	if !implicit.WaitForMessages(t, 1, time.Second)[0].TLS {
 		t.Error("SMTPS session not recorded as TLS")
+	}
+}
+
+// MaxConnections refuses the connections past the limit, not the ones
+// before it; MessagesPerConnection drops a connection at the MAIL FROM
+// after its quota.
+func TestConnectionLimits(t *testing.T) {
+	s := mailtest.Start(t, mailtest.Config{MaxConnections: 1, MessagesPerConnection: 2})
+	first := dial(t, s)
+	if err := first.Hello("client.test"); err != nil {
+		t.Fatalf("the first connection: %v", err)
+	}
+	second := dial(t, s)
+	if err := second.Hello("client.test"); smtpCode(err) != 421 {
+		t.Errorf("a second connection at once: %v, want 421", err)
+	}
+	for i := range 2 {
+		if err := send(s, first); err != nil {
+			t.Fatalf("message %d: %v", i+1, err)
+		}
+	}
+	if err := send(s, first); err == nil {
+		t.Error("a third message on a connection limited to two went through")
+	}
+	if n, conns := len(s.Messages()), s.Connections(); n != 2 || conns != 2 {
+		t.Errorf("%d messages over %d connections, want 2 over 2", n, conns)
 	}
 }

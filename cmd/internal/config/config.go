@@ -35,6 +35,7 @@ type Config struct {
 	MailRetryBase      time.Duration
 	MailRetryMax       time.Duration
 	MailMaxAttempts    int
+	MailBatch          int
 	SecretKey          string
 	InvitationTTL      time.Duration
 	ExpiredInvitations string // keep | release
@@ -72,6 +73,7 @@ func Defaults() Config {
 		MailRetryBase:      2 * time.Second,
 		MailRetryMax:       5 * time.Minute,
 		MailMaxAttempts:    20,
+		MailBatch:          256,
 		ExpiredInvitations: "keep",
 		NATSFsync:          "always",
 		NATSReplicas:       1,
@@ -114,6 +116,7 @@ func (c *Config) settings() []setting {
 		{"mail-retry-base", "SEATD_MAIL_RETRY_BASE", "first retry delay after a temporary SMTP failure (doubling)", false, &c.MailRetryBase},
 		{"mail-retry-max", "SEATD_MAIL_RETRY_MAX", "longest retry delay after a temporary SMTP failure", false, &c.MailRetryMax},
 		{"mail-max-attempts", "SEATD_MAIL_MAX_ATTEMPTS", "SMTP attempts before an invitation's delivery is recorded failed", false, &c.MailMaxAttempts},
+		{"mail-batch", "SEATD_MAIL_BATCH", "invitations the mailer delivers together (at most)", false, &c.MailBatch},
 		{"secret-key", "SEATD_SECRET_KEY", "secret (hex or base64, >= 32 bytes) tokens are derived from; shared by every replica (unset: <data dir>/secret.key)", true, &c.SecretKey},
 		{"invitation-ttl", "SEATD_INVITATION_TTL", "how long an invitation link stays valid", false, &c.InvitationTTL},
 		{"expired-invitations", "SEATD_EXPIRED_INVITATIONS", "keep (Polar's behaviour) or release (revoke expired pending seats, freeing them)", false, &c.ExpiredInvitations},
@@ -214,6 +217,9 @@ func (c *Config) Validate() error {
 	}
 	if c.WebhookMaxAttempts < 1 || c.WebhookDisableAfter < 1 || c.WebhookConcurrency < 1 {
 		return errors.New("SEATD_WEBHOOK_MAX_ATTEMPTS, SEATD_WEBHOOK_DISABLE_AFTER and SEATD_WEBHOOK_CONCURRENCY must be at least 1")
+	}
+	if c.MailBatch < 1 {
+		return errors.New("SEATD_MAIL_BATCH must be at least 1")
 	}
 	if u, err := url.Parse(c.PublicURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return fmt.Errorf("SEATD_PUBLIC_URL must be an http(s) URL, not %q", c.PublicURL)

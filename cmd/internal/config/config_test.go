@@ -64,6 +64,7 @@ func TestBadSettingsAreRefused(t *testing.T) {
 		func(c *Config) { c.ExpiredInvitations = "forget" },
 		func(c *Config) { c.NATSFsync = "sometimes" },
 		func(c *Config) { c.PublicURL = "ftp://x" },
+		func(c *Config) { c.MailBatch = 0 },
 	} {
 		c := Defaults()
 		mutate(&c)

@@ -89,7 +89,7 @@ func Mailer(cfg *config.Config, d Deps, tune Tuning) (Runner, error) {
 	m := mailer.New(mailer.Config{DB: d.DB, JS: d.JS, Sender: sender, Keys: d.Keys,
 		PublicURL: cfg.PublicURL, From: cfg.MailFrom, Templates: d.Templates, Log: d.Log,
 		RetryBase: cfg.MailRetryBase, RetryMax: cfg.MailRetryMax, MaxAttempts: cfg.MailMaxAttempts,
-		FetchWait: tune.MailFetchWait})
+		BatchSize: cfg.MailBatch, FetchWait: tune.MailFetchWait})
 	return Runner{"mailer", m.Run}, nil
 }
 
