@@ -122,12 +122,18 @@ func TestOverlappingMailersSendEachOnce(t *testing.T) {
 	first, later := invs[:12], invs[12:]
 
 	b.smtp.Hold(mailtest.HoldBeforeAccept)
+	// The held messages wait for the second mailer to start and be held
+	// too: on a loaded machine that can take longer than the usual test
+	// timeout, which would turn the hold into a failed attempt.
+	held := "?timeout=1m"
 	cfgA := b.config(t)
+	cfgA.Sender = b.sender(t, held)
 	cfgA.Concurrency = 1 // busy with its batch, it takes no other
-	b.run(t, cfgA)
+	// Published before it starts, so its first batch is all twelve.
 	for _, inv := range first {
 		b.publish(t, inv)
 	}
+	b.run(t, cfgA)
 	b.smtp.WaitForHeld(t, 4, 10*time.Second) // the first mailer's batch, on its 4 connections
 
 	for _, inv := range first {
@@ -143,7 +149,7 @@ func TestOverlappingMailersSendEachOnce(t *testing.T) {
 	}
 	t.Cleanup(dbB.Close)
 	cfgB := b.config(t)
-	cfgB.DB = dbB
+	cfgB.DB, cfgB.Sender = dbB, b.sender(t, held)
 	b.run(t, cfgB)
 	// It sends what nobody holds; the copies of the first twelve wait.
 	b.smtp.WaitForHeld(t, 8, 10*time.Second)

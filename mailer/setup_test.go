@@ -102,7 +102,9 @@ func (b *bundle) sender(t *testing.T, query string) *SMTPSender {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg.Timeout = 5 * time.Second
+	if !strings.Contains(query, "timeout=") {
+		cfg.Timeout = 5 * time.Second
+	}
 	s, err := NewSMTPSender(cfg)
 	if err != nil {
 		t.Fatal(err)
