@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"syscall"
 
 	"github.com/seatd/seatd/storage/pgcluster"
@@ -53,12 +54,40 @@ func main() {
 		os.Exit(1)
 	}()
 
-	if err := m.Run(ctx); err != nil {
+	stopProfile := startCPUProfile(m)
+	err := m.Run(ctx)
+	stopProfile()
+	if err != nil {
 		if errors.Is(err, pgcluster.ErrNoPostgres) {
 			fmt.Fprintln(os.Stderr, "seatd:", err) // one line, naming the package to install
 		} else {
 			m.Log.Error("seatd stopped", "err", err)
 		}
 		os.Exit(1)
+	}
+}
+
+// startCPUProfile writes a CPU profile of this process to
+// $SEATD_CPUPROFILE.<role> until the returned function is called (at a
+// clean exit), for `seatctl bench --seatd-env SEATD_CPUPROFILE=/tmp/cpu`;
+// read it with `go tool pprof -top bin/seatd /tmp/cpu.worker`.
+func startCPUProfile(m *Main) func() {
+	path := os.Getenv("SEATD_CPUPROFILE")
+	if path == "" {
+		return func() {}
+	}
+	f, err := os.Create(path + "." + m.Role)
+	if err == nil {
+		err = pprof.StartCPUProfile(f)
+	}
+	if err != nil {
+		m.Log.Warn("cpu profile not written", "err", err)
+		return func() {}
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		if err := f.Close(); err != nil {
+			m.Log.Warn("cpu profile", "err", err)
+		}
 	}
 }
