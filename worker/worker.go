@@ -30,6 +30,7 @@ type Config struct {
 	Log      *slog.Logger
 
 	BatchSize     int           // requests per transaction; default 256
+	Concurrency   int           // batches applied at once; default 2
 	MaxDeliveries int           // deliveries before a failing request is dead-lettered; default 10
 	BackoffBase   time.Duration // first retry delay; default 250ms
 	BackoffMax    time.Duration // longest retry delay; default 30s
@@ -49,6 +50,9 @@ type Worker struct {
 func New(cfg Config) *Worker {
 	if cfg.BatchSize <= 0 {
 		cfg.BatchSize = 256
+	}
+	if cfg.Concurrency <= 0 {
+		cfg.Concurrency = 2
 	}
 	if cfg.MaxDeliveries <= 0 {
 		cfg.MaxDeliveries = 10
@@ -82,6 +86,24 @@ func (w *Worker) Run(ctx context.Context) error {
 		case <-time.After(time.Second):
 		}
 	}
+	// Each loop applies one batch at a time; with several, a batch is
+	// decided and written while another waits for its commit, its pools'
+	// row locks or its next messages. Batches on the same pool still take
+	// its row lock in turn, as two worker processes' would.
+	errs := make(chan error, w.cfg.Concurrency)
+	for range w.cfg.Concurrency {
+		go func() { errs <- w.consume(ctx, cons) }()
+	}
+	var err error
+	for range w.cfg.Concurrency {
+		err = errors.Join(err, <-errs)
+	}
+	return err
+}
+
+// consume is one pull loop: it gathers a batch (whatever arrived within a
+// millisecond of the first message, up to BatchSize) and applies it.
+func (w *Worker) consume(ctx context.Context, cons jetstream.Consumer) error {
 	// A pull request that reaches a consumer still electing its leader
 	// (a cluster just formed, or a node just lost) is lost: a short expiry
 	// notices that and pulls again within seconds, not half a minute.
