@@ -69,18 +69,18 @@ type Requeuer struct {
 	DB       *storage.DB
 	JS       jetstream.JetStream
 	Log      *slog.Logger
-	Interval time.Duration // default 30s
+	Interval time.Duration // default half of Grace, at most 30s
 	Grace    time.Duration // a request younger than this is left alone; default 1m
 }
 
 // Run sweeps until ctx is cancelled.
 func (q *Requeuer) Run(ctx context.Context) error {
 	interval, grace := q.Interval, q.Grace
-	if interval <= 0 {
-		interval = 30 * time.Second
-	}
 	if grace <= 0 {
 		grace = time.Minute
+	}
+	if interval <= 0 {
+		interval = min(grace/2, 30*time.Second)
 	}
 	log := q.Log
 	if log == nil {

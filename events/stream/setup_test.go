@@ -149,3 +149,74 @@ func TestSetupStreamsConcurrently(t *testing.T) {
 		t.Errorf("worker consumer AckWait %s", c.CachedInfo().Config.AckWait)
 	}
 }
+
+// The requests stream is persisted asynchronously on one server, the mail
+// and seat-event streams are not; a requests stream made before (by an
+// older seatd) keeps its persist mode and its messages, as JetStream
+// cannot change it; an async one cannot be raised to replicas.
+func TestRequestsStreamPersistMode(t *testing.T) {
+	srv, err := StartServer(ServerConfig{Port: -1, StoreDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Shutdown()
+	nc, err := Connect(srv.ClientURL(), "persist-test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	mode := func(name string) jetstream.PersistModeType {
+		t.Helper()
+		s, err := js.Stream(ctx, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s.CachedInfo().Config.PersistMode
+	}
+
+	if err := SetupStreams(ctx, js, StreamConfig{}); err != nil {
+		t.Fatal(err)
+	}
+	if m := mode(events.RequestsStream); m != jetstream.AsyncPersistMode {
+		t.Errorf("requests stream persist mode %s, want async", m)
+	}
+	for _, name := range []string{events.MailStream, events.SeatEventsStream, events.DeadLetterStream} {
+		if m := mode(name); m != jetstream.DefaultPersistMode {
+			t.Errorf("%s persist mode %s, want default (the server's fsync policy)", name, m)
+		}
+	}
+	err = WaitStreams(ctx, nc, js, StreamConfig{Replicas: 3}, WaitOptions{})
+	if err == nil || !strings.Contains(err.Error(), "nats stream rm "+events.RequestsStream) {
+		t.Errorf("raising the async requests stream to 3 replicas: err %v, want one saying to delete it", err)
+	}
+
+	// A requests stream made with the default persist mode, holding a
+	// request: setting up keeps both.
+	if err := js.DeleteStream(ctx, events.RequestsStream); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: events.RequestsStream, Subjects: []string{events.RequestsSubject},
+		Retention: jetstream.WorkQueuePolicy, Storage: jetstream.FileStorage}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.Publish(ctx, events.RequestsSubject, []byte(`{}`)); err != nil {
+		t.Fatal(err)
+	}
+	if err := SetupStreams(ctx, js, StreamConfig{}); err != nil {
+		t.Fatalf("setting up over an older requests stream: %v", err)
+	}
+	if m := mode(events.RequestsStream); m != jetstream.DefaultPersistMode {
+		t.Errorf("older requests stream persist mode %s, want it kept (default)", m)
+	}
+	s, _ := js.Stream(ctx, events.RequestsStream)
+	info, err := s.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.State.Msgs != 1 {
+		t.Errorf("older requests stream after setup holds %d messages, want its 1 kept", info.State.Msgs)
+	}
+}

@@ -46,9 +46,22 @@ func SetupStreams(ctx context.Context, js jetstream.JetStream, cfg StreamConfig)
 	if cfg.AckWait <= 0 {
 		cfg.AckWait = 30 * time.Second
 	}
+	// The requests stream is written and fsynced in the background on one
+	// server (AsyncPersistMode): the request ledger in Postgres, written
+	// before the publish, is what makes a request durable, and the
+	// worker's requeuer re-publishes what a power cut took from the stream.
+	// That takes an fsync out of every accept and every ack. The mail and
+	// seat-event streams keep the server's fsync policy: the outbox rows
+	// behind their messages are gone once published. On a cluster every
+	// stream is replicated instead (JetStream refuses async persistence
+	// there).
+	requestsPersist := jetstream.DefaultPersistMode
+	if cfg.Replicas == 1 {
+		requestsPersist = jetstream.AsyncPersistMode
+	}
 	streams := []jetstream.StreamConfig{
 		{Name: events.RequestsStream, Subjects: []string{events.RequestsSubject}, Retention: jetstream.WorkQueuePolicy,
-			Storage: jetstream.FileStorage, Replicas: cfg.Replicas, Duplicates: cfg.DuplicateWindow},
+			Storage: jetstream.FileStorage, Replicas: cfg.Replicas, Duplicates: cfg.DuplicateWindow, PersistMode: requestsPersist},
 		{Name: events.MailStream, Subjects: []string{events.MailSubject}, Retention: jetstream.WorkQueuePolicy,
 			Storage: jetstream.FileStorage, Replicas: cfg.Replicas, Duplicates: cfg.DuplicateWindow},
 		{Name: events.SeatEventsStream, Subjects: []string{events.SeatEventsSubjectPrefix + ".>"}, Retention: jetstream.LimitsPolicy,
@@ -64,8 +77,19 @@ func SetupStreams(ctx context.Context, js jetstream.JetStream, cfg StreamConfig)
 		// Never lower a stream's replicas: a process with the default
 		// SEATD_NATS_REPLICAS=1 (a seatctl run, a replica missing the
 		// setting) must not strip a cluster's copies. Raising them works.
-		if s, err := js.Stream(ctx, sc.Name); err == nil && s.CachedInfo().Config.Replicas > sc.Replicas {
-			sc.Replicas = s.CachedInfo().Config.Replicas
+		if s, err := js.Stream(ctx, sc.Name); err == nil {
+			have := s.CachedInfo().Config
+			if have.Replicas > sc.Replicas {
+				sc.Replicas = have.Replicas
+			}
+			// JetStream cannot change a stream's persist mode: a stream
+			// made before (or by a server that ignores the setting) keeps
+			// its own. Only replicating an async one is impossible.
+			if have.PersistMode == jetstream.AsyncPersistMode && sc.Replicas > 1 {
+				return fmt.Errorf("stream %s: %w; delete it (nats stream rm %s) and start again: "+
+					"the request ledger re-publishes what it held", sc.Name, errAsyncNotReplicable, sc.Name)
+			}
+			sc.PersistMode = have.PersistMode
 		}
 		_, err := js.CreateOrUpdateStream(ctx, sc)
 		if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
@@ -204,10 +228,15 @@ func setupAttempt(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, cf
 	return "", nil
 }
 
+// errAsyncNotReplicable: a stream made on one server, persisted
+// asynchronously, asked for replicas.
+var errAsyncNotReplicable = errors.New("it is persisted asynchronously, which JetStream cannot replicate")
+
 // isPermanentSetupError reports an error that waiting cannot cure.
 func isPermanentSetupError(err error) bool {
 	var je jetstream.JetStreamError
-	return errors.As(err, &je) && je.APIError() != nil && je.APIError().ErrorCode == jsErrCodeReplicasNotSupported
+	return errors.Is(err, errAsyncNotReplicable) ||
+		errors.As(err, &je) && je.APIError() != nil && je.APIError().ErrorCode == jsErrCodeReplicasNotSupported
 }
 
 // jsErrCodeReplicasNotSupported is NATS's JSStreamReplicasNotSupportedErr:

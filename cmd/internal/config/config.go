@@ -48,6 +48,8 @@ type Config struct {
 	AuthFailBurst      int
 	BodyTimeout        time.Duration
 	WorkerBatch        int
+	WorkerConcurrency  int
+	RequeueAfter       time.Duration
 	MaxDeliveries      int
 	LogLevel           string
 
@@ -84,6 +86,8 @@ func Defaults() Config {
 		AuthFailBurst:      30,
 		BodyTimeout:        10 * time.Second,
 		WorkerBatch:        256,
+		WorkerConcurrency:  2,
+		RequeueAfter:       time.Minute,
 		MaxDeliveries:      10,
 		LogLevel:           "info",
 
@@ -129,6 +133,8 @@ func (c *Config) settings() []setting {
 		{"auth-fail-burst", "SEATD_AUTH_FAIL_BURST", "burst of requests with a bad bearer token per client address", false, &c.AuthFailBurst},
 		{"body-timeout", "SEATD_BODY_TIMEOUT", "how long a request body may take to arrive before 408", false, &c.BodyTimeout},
 		{"worker-batch", "SEATD_WORKER_BATCH", "requests applied per transaction", false, &c.WorkerBatch},
+		{"worker-concurrency", "SEATD_WORKER_CONCURRENCY", "batches one worker process applies at once", false, &c.WorkerConcurrency},
+		{"requeue-after", "SEATD_REQUEUE_AFTER", "how long a request may stay queued in the ledger, and older than the stream's oldest message, before the worker re-publishes it (the recovery time of a request the stream lost)", false, &c.RequeueAfter},
 		{"max-deliveries", "SEATD_MAX_DELIVERIES", "deliveries before a failing request is dead-lettered", false, &c.MaxDeliveries},
 		{"log-level", "SEATD_LOG_LEVEL", "debug, info, warn or error", false, &c.LogLevel},
 		{"webhook-timeout", "SEATD_WEBHOOK_TIMEOUT", "how long one webhook attempt may take before it counts as failed", false, &c.WebhookTimeout},
@@ -217,6 +223,9 @@ func (c *Config) Validate() error {
 	}
 	if c.WebhookMaxAttempts < 1 || c.WebhookDisableAfter < 1 || c.WebhookConcurrency < 1 {
 		return errors.New("SEATD_WEBHOOK_MAX_ATTEMPTS, SEATD_WEBHOOK_DISABLE_AFTER and SEATD_WEBHOOK_CONCURRENCY must be at least 1")
+	}
+	if c.WorkerConcurrency < 1 || c.RequeueAfter <= 0 {
+		return errors.New("SEATD_WORKER_CONCURRENCY must be at least 1 and SEATD_REQUEUE_AFTER positive")
 	}
 	if c.MailBatch < 1 {
 		return errors.New("SEATD_MAIL_BATCH must be at least 1")

@@ -66,10 +66,10 @@ func Settings(cfg *config.Config, keys secret.Keys) storage.Settings {
 func Worker(cfg *config.Config, d Deps, tune Tuning) []Runner {
 	written := make(chan struct{}, 1)
 	w := worker.New(worker.Config{DB: d.DB, NC: d.NC, JS: d.JS, Settings: Settings(cfg, d.Keys), Log: d.Log,
-		BatchSize: cfg.WorkerBatch, MaxDeliveries: cfg.MaxDeliveries, OutboxWritten: written,
+		BatchSize: cfg.WorkerBatch, Concurrency: cfg.WorkerConcurrency, MaxDeliveries: cfg.MaxDeliveries, OutboxWritten: written,
 		BackoffBase: tune.WorkerBackoffBase, BackoffMax: tune.WorkerBackoffMax})
 	relay := &worker.Relay{DB: d.DB, JS: d.JS, Log: d.Log, OutboxWritten: written, Tick: tune.RelayTick}
-	requeue := &worker.Requeuer{DB: d.DB, JS: d.JS, Log: d.Log}
+	requeue := &worker.Requeuer{DB: d.DB, JS: d.JS, Log: d.Log, Grace: cfg.RequeueAfter}
 	rs := []Runner{{"worker", w.Run}, {"relay", relay.Run}, {"requeue", requeue.Run}}
 	if cfg.ExpiredInvitations == "release" {
 		exp := &worker.Expirer{DB: d.DB, Log: d.Log, OutboxWritten: written}
