@@ -207,6 +207,17 @@ const (
 	CodeMethodNotAllowed      Code = "method_not_allowed"
 )
 
+// Codes lists every Code, so whatever maps outcomes (the HTTP answers
+// table) can be checked for completeness; TestCodesListsEveryCode keeps it
+// in step with the declarations.
+var Codes = []Code{
+	CodeOK, CodeInvalid, CodeBadRequest, CodeUnauthorized, CodeForbidden, CodeInsufficientScope,
+	CodeSeatPricingDisabled, CodeNotFound, CodeOrderNotPaid, CodeNoAvailableSeats, CodeAlreadyAssigned,
+	CodeNotPending, CodeInvalidToken, CodeConflict, CodeTooLarge, CodeTimeout, CodeRateLimited,
+	CodeDeadLettered, CodeUnavailable, CodeInternal, CodeCustomerNotFound, CodeMemberNotFound,
+	CodeMemberEmailMismatch, CodeInvalidSeatAssignment, CodeMethodNotAllowed,
+}
+
 // Error is an error that carries a Code, so any layer can return an outcome
 // and the edge can map it without string matching.
 type Error struct {

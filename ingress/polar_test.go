@@ -1,6 +1,7 @@
 package ingress_test
 
 import (
+	"context"
 	"strings"
 	"testing"
 
@@ -55,5 +56,89 @@ func TestListAndPathsAnswerAsPolar(t *testing.T) {
 	}
 	if n := e.SeatCount(); n != 1 {
 		t.Errorf("%d seats, want the one assigned", n)
+	}
+}
+
+// TestSeatPricingOffRefusesSeatWrites: in an organization whose seat-based
+// pricing was turned off after seats were assigned, resend, revoke, claim
+// info and claim answer Polar's 403 FeatureNotEnabled, on the portal and on
+// the organization API, after the 404 for someone else's seat, and change
+// nothing: no seat, invitation, session or outbox row. As Polar's
+// revoke_seat, the portal answers an already revoked seat unchanged before
+// the check; Polar's organization endpoint checks first
+// (../shared/spec/polar-api-facts.md §2, §3).
+func TestSeatPricingOffRefusesSeatWrites(t *testing.T) {
+	t.Parallel()
+	e := seatdtest.New(t, seatdtest.Options{})
+	ctx := context.Background()
+	ten := e.Tenant(seatdtest.TenantOptions{})
+	other := e.Tenant(seatdtest.TenantOptions{})
+	orgTok, otherOrgTok := e.OrgToken(ten.OrgID), e.OrgToken(other.OrgID)
+
+	pending := assignPending(t, e, ten, "pending@example.com")["id"].(string)
+	token := invitationToken(t, e, pending)
+	r := e.Do("POST", seatsPath, ten.Token, map[string]any{"subscription_id": ten.SubscriptionID, "email": "claimed@example.com", "immediate_claim": true})
+	if r.Status != 200 {
+		t.Fatalf("immediate claim: %d %s", r.Status, r.Body)
+	}
+	claimed := r.JSON(t)["id"].(string)
+	revoked := assignPending(t, e, ten, "revoked@example.com")["id"].(string)
+	if r := e.Do("DELETE", seatsPath+"/"+revoked, ten.Token, nil); r.Status != 200 {
+		t.Fatalf("revoke: %d %s", r.Status, r.Body)
+	}
+	revokedSeat := string(e.Do("DELETE", seatsPath+"/"+revoked, ten.Token, nil).Body)
+
+	e.SetSeatPricing(ten.OrgID, false)
+	state := func() string {
+		t.Helper()
+		var s string
+		if err := e.DB.Pool.QueryRow(ctx, `SELECT concat_ws(' | ',
+				(SELECT json_agg(s ORDER BY s.id)::text FROM seats s),
+				(SELECT count(*) FROM invitations), (SELECT count(*) FROM sessions),
+				(SELECT last_value FROM outbox_id_seq))`).Scan(&s); err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	before := state()
+
+	const off = "Seat-based pricing is not enabled for this organization"
+	for _, c := range []struct {
+		name, method, path, token string
+		body                      any
+		status                    int
+		error, detail             string
+	}{
+		{"portal resend", "POST", seatsPath + "/" + pending + "/resend", ten.Token, nil, 403, "FeatureNotEnabled", off},
+		{"portal resend of a claimed seat: pricing before pending", "POST", seatsPath + "/" + claimed + "/resend", ten.Token, nil, 403, "FeatureNotEnabled", off},
+		{"portal revoke of a pending seat", "DELETE", seatsPath + "/" + pending, ten.Token, nil, 403, "FeatureNotEnabled", off},
+		{"portal revoke of a claimed seat", "DELETE", seatsPath + "/" + claimed, ten.Token, nil, 403, "FeatureNotEnabled", off},
+		{"org resend", "POST", orgPath + "/" + pending + "/resend", orgTok, nil, 403, "FeatureNotEnabled", off},
+		{"org revoke of a pending seat", "DELETE", orgPath + "/" + pending, orgTok, nil, 403, "FeatureNotEnabled", off},
+		{"org revoke of a claimed seat", "DELETE", orgPath + "/" + claimed, orgTok, nil, 403, "FeatureNotEnabled", off},
+		{"org revoke of a revoked seat: the endpoint checks first", "DELETE", orgPath + "/" + revoked, orgTok, nil, 403, "FeatureNotEnabled", off},
+		{"someone else's seat: 404 first (portal)", "DELETE", seatsPath + "/" + pending, other.Token, nil, 404, "ResourceNotFound", "Seat not found"},
+		{"someone else's seat: 404 first (org resend)", "POST", orgPath + "/" + pending + "/resend", otherOrgTok, nil, 404, "ResourceNotFound", "Seat not found"},
+		{"claim info", "GET", claimPath + "/" + token, "", nil, 403, "FeatureNotEnabled", off},
+		{"claim", "POST", claimPath, "", map[string]any{"invitation_token": token}, 403, "FeatureNotEnabled", off},
+		{"claim of an unknown token: 400 first", "POST", claimPath, "", map[string]any{"invitation_token": "nope"}, 400, "InvalidInvitationToken", "Invalid or expired invitation token"},
+	} {
+		wantError(t, c.name, e.Do(c.method, c.path, c.token, c.body), c.status, c.error, c.detail)
+	}
+	// Polar's revoke_seat answers a revoked seat as it is before checking.
+	if r := e.Do("DELETE", seatsPath+"/"+revoked, ten.Token, nil); r.Status != 200 || string(r.Body) != revokedSeat {
+		t.Errorf("portal revoke of a revoked seat: %d %s, want 200 %s", r.Status, r.Body, revokedSeat)
+	}
+	if after := state(); after != before {
+		t.Errorf("refusals changed the database:\n before %s\n after  %s", before, after)
+	}
+
+	// Turned back on, the same invitation is claimed and the seats revoked.
+	e.SetSeatPricing(ten.OrgID, true)
+	if r := e.Do("POST", claimPath, "", map[string]any{"invitation_token": token}); r.Status != 200 {
+		t.Errorf("claim with pricing back on: %d %s", r.Status, r.Body)
+	}
+	if r := e.Do("DELETE", orgPath+"/"+claimed, orgTok, nil); r.Status != 200 {
+		t.Errorf("revoke with pricing back on: %d %s", r.Status, r.Body)
 	}
 }

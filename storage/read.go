@@ -74,10 +74,13 @@ type ClaimInfo struct {
 
 // ClaimInfoByToken reads a live invitation without changing anything, so a
 // mail scanner following the link cannot use it up. Unknown, expired,
-// claimed and revoked tokens are all not found.
+// claimed and revoked tokens are all not found; as Polar, a live token of
+// an organization without seat-based pricing is refused after that lookup.
 func (db *DB) ClaimInfoByToken(ctx context.Context, token string) (ClaimInfo, error) {
 	var info ClaimInfo
-	err := db.Pool.QueryRow(ctx, `SELECT p.name, p.id, org.name, org.slug, coalesce(s.email, c.email), s.invitation_token_expires_at
+	var pricing bool
+	err := db.Pool.QueryRow(ctx, `SELECT p.name, p.id, org.name, org.slug, coalesce(s.email, c.email), s.invitation_token_expires_at,
+			org.seat_based_pricing
 		FROM seats s
 		LEFT JOIN subscriptions sub ON sub.id = s.subscription_id
 		LEFT JOIN orders o ON o.id = s.order_id
@@ -86,9 +89,12 @@ func (db *DB) ClaimInfoByToken(ctx context.Context, token string) (ClaimInfo, er
 		LEFT JOIN customers c ON c.id = s.customer_id
 		WHERE s.invitation_token_hash = $1 AND s.status = 'pending' AND s.invitation_token_expires_at > now()`,
 		secret.HashToken(token)).Scan(&info.ProductName, &info.ProductID, &info.OrganizationName, &info.OrganizationSlug,
-		&info.CustomerEmail, &info.ExpiresAt)
+		&info.CustomerEmail, &info.ExpiresAt, &pricing)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return ClaimInfo{}, events.Errorf(events.CodeNotFound, "Invalid or expired invitation token")
+	}
+	if err == nil && !pricing {
+		return ClaimInfo{}, errSeatPricingDisabled
 	}
 	info.CanClaim = err == nil
 	info.ExpiresAt = info.ExpiresAt.UTC()

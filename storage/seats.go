@@ -483,28 +483,36 @@ func queueOutbox(b *pgx.Batch, subject, msgID string, v any) error {
 
 // lockOwnedSeat reads a seat in one of owner's pools and takes its row lock.
 // A seat in someone else's pool is reported exactly like a missing one.
-func lockOwnedSeat(ctx context.Context, tx pgx.Tx, seatID string, owner Owner) (seatRow, error) {
-	var found bool
+// pricing is whether the pool's organization has seat-based pricing, which
+// the caller checks after this lookup, as Polar does.
+func lockOwnedSeat(ctx context.Context, tx pgx.Tx, seatID string, owner Owner) (seat seatRow, pricing bool, err error) {
 	owned, ownerID := owner.where("buyer.id", "buyer.organization_id", 2)
-	err := tx.QueryRow(ctx, `SELECT true FROM seats s
+	err = tx.QueryRow(ctx, `SELECT org.seat_based_pricing FROM seats s
 		LEFT JOIN subscriptions sub ON sub.id = s.subscription_id
 		LEFT JOIN orders o ON o.id = s.order_id
 		JOIN customers buyer ON buyer.id = coalesce(sub.customer_id, o.customer_id)
+		JOIN organizations org ON org.id = buyer.organization_id
 		WHERE s.id = $1 AND `+owned+`
-		FOR UPDATE OF s`, seatID, ownerID).Scan(&found)
+		FOR UPDATE OF s`, seatID, ownerID).Scan(&pricing)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return seatRow{}, events.Errorf(events.CodeNotFound, "Seat not found")
+		return seatRow{}, false, events.Errorf(events.CodeNotFound, "Seat not found")
 	}
 	if err != nil {
-		return seatRow{}, err
+		return seatRow{}, false, err
 	}
-	return loadSeat(ctx, tx, seatID)
+	seat, err = loadSeat(ctx, tx, seatID)
+	return seat, pricing, err
 }
 
+// resend checks as Polar: the seat (404), seat-based pricing (403), then
+// that the seat is pending (400).
 func (db *DB) resend(ctx context.Context, tx pgx.Tx, st Settings, r events.Request, now time.Time) (events.Result, error) {
-	seat, err := lockOwnedSeat(ctx, tx, r.SeatID, OwnerOf(r))
+	seat, pricing, err := lockOwnedSeat(ctx, tx, r.SeatID, OwnerOf(r))
 	if err != nil {
 		return events.Result{}, err
+	}
+	if !pricing {
+		return events.Result{}, errSeatPricingDisabled
 	}
 	if seat.seat.Status != events.SeatPending {
 		return events.Result{}, events.Errorf(events.CodeNotPending, "Seat is not in pending status")
@@ -531,13 +539,24 @@ func (db *DB) resend(ctx context.Context, tx pgx.Tx, st Settings, r events.Reque
 	return events.Result{Code: events.CodeOK, Seat: &seat.seat}, nil
 }
 
+// revoke checks as Polar: the seat (404), then seat-based pricing (403),
+// except that the portal answers an already revoked seat unchanged before
+// the pricing check (Polar's revoke_seat returns early), while the
+// organization API checks pricing first (its endpoint checks before
+// calling revoke_seat).
 func (db *DB) revoke(ctx context.Context, tx pgx.Tx, r events.Request, now time.Time) (events.Result, error) {
-	seat, err := lockOwnedSeat(ctx, tx, r.SeatID, OwnerOf(r))
+	seat, pricing, err := lockOwnedSeat(ctx, tx, r.SeatID, OwnerOf(r))
 	if err != nil {
 		return events.Result{}, err
 	}
+	if !pricing && r.OrganizationID != "" {
+		return events.Result{}, errSeatPricingDisabled
+	}
 	if seat.seat.Status == events.SeatRevoked {
 		return events.Result{Code: events.CodeOK, Seat: &seat.seat}, nil // idempotent: nothing changes, nothing is emitted
+	}
+	if !pricing {
+		return events.Result{}, errSeatPricingDisabled
 	}
 	seat, err = revokeLocked(ctx, tx, seat, now)
 	if err != nil {
@@ -583,7 +602,9 @@ var errInvalidToken = events.Errorf(events.CodeInvalidToken, "Invalid or expired
 
 // claim redeems an invitation. The seat's row lock makes two racing claims
 // of one token serialise: the first clears the token hash, so the second
-// finds nothing.
+// finds nothing. As Polar, a live token of an organization without
+// seat-based pricing is refused (403) after the token checks (400), and the
+// token stays usable.
 func (db *DB) claim(ctx context.Context, tx pgx.Tx, st Settings, r events.Request, now time.Time) (events.Result, error) {
 	hash, err := hex.DecodeString(r.TokenHash)
 	if err != nil {
@@ -591,13 +612,21 @@ func (db *DB) claim(ctx context.Context, tx pgx.Tx, st Settings, r events.Reques
 	}
 	var seatID string
 	var expires time.Time
-	err = tx.QueryRow(ctx, `SELECT id, invitation_token_expires_at FROM seats
-		WHERE invitation_token_hash = $1 AND status = 'pending' FOR UPDATE`, hash).Scan(&seatID, &expires)
+	var pricing bool
+	err = tx.QueryRow(ctx, `SELECT s.id, s.invitation_token_expires_at, org.seat_based_pricing FROM seats s
+		LEFT JOIN subscriptions sub ON sub.id = s.subscription_id
+		LEFT JOIN orders o ON o.id = s.order_id
+		JOIN customers buyer ON buyer.id = coalesce(sub.customer_id, o.customer_id)
+		JOIN organizations org ON org.id = buyer.organization_id
+		WHERE s.invitation_token_hash = $1 AND s.status = 'pending' FOR UPDATE OF s`, hash).Scan(&seatID, &expires, &pricing)
 	if errors.Is(err, pgx.ErrNoRows) || (err == nil && !now.Before(expires)) {
 		return events.Result{}, errInvalidToken
 	}
 	if err != nil {
 		return events.Result{}, err
+	}
+	if !pricing {
+		return events.Result{}, errSeatPricingDisabled
 	}
 	if _, err := tx.Exec(ctx, `UPDATE seats SET status = 'claimed', claimed_at = $2, modified_at = $2,
 			invitation_token_hash = NULL, invitation_id = NULL

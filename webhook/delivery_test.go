@@ -6,10 +6,12 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -189,6 +191,75 @@ func TestRetriesUntilDelivered(t *testing.T) {
 		if min := stream.Backoff(50*time.Millisecond, 200*time.Millisecond, uint64(i)); wait < min-20*time.Millisecond {
 			t.Errorf("retry %d came %v after the previous attempt, want at least %v", i, wait, min)
 		}
+	}
+}
+
+// signedWith reports whether a request the receiver got carries the
+// signature of key over its webhook-id, timestamp and body (computed here,
+// not with Sign).
+func signedWith(h hit, key string) bool {
+	mac := hmac.New(sha256.New, []byte(key))
+	_, _ = fmt.Fprintf(mac, "%s.%s.%s", h.id, h.timestamp, h.body)
+	return h.signature == "v1,"+base64.StdEncoding.EncodeToString(mac.Sum(nil))
+}
+
+// A retry after rotate-secret is signed with the new secret, at once: the
+// receiver refuses the delivery until it sees the new secret's signature,
+// so the delivery only succeeds if a retry after the rotation carries it;
+// the attempts before carried the old one, all under one webhook-id.
+func TestRotatedSecretSignsRetries(t *testing.T) {
+	b := setup(t)
+	rc := newReceiver(t)
+	ep, first := b.endpoint(t, rc.srv.URL)
+	var mu sync.Mutex
+	var second string // the rotated secret, once rotate-secret has returned
+	rc.setRespond(func(h hit, n int) int {
+		mu.Lock()
+		defer mu.Unlock()
+		if second != "" && signedWith(h, second) {
+			return 200
+		}
+		return 500
+	})
+	cfg := b.config(t)
+	cfg.MaxAttempts = 100 // never given up on during the test
+	run(t, cfg)
+	ev := b.seatEvent(b.sub, uuid.NewString(), 1, events.SeatAssigned)
+	b.publish(t, ev, "")
+
+	checkFor(t, 10*time.Second, func() error {
+		if len(rc.all()) == 0 {
+			return errors.New("no attempt yet")
+		}
+		return nil
+	})
+	_, rotated, err := b.admin.RotateSecret(t.Context(), ep.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	second = rotated
+	mu.Unlock()
+
+	d := b.waitStatus(t, ep.ID, ev.ID, "succeeded", 15*time.Second)
+	hits := rc.all()
+	if !signedWith(hits[0], first) {
+		t.Errorf("the first attempt is not signed with the endpoint's first secret")
+	}
+	last := hits[len(hits)-1]
+	if last.status != 200 || !signedWith(last, second) || signedWith(last, first) {
+		t.Errorf("the delivered attempt (%d) is not signed with the rotated secret alone", last.status)
+	}
+	for i, h := range hits {
+		if h.id != d.ID || !bytes.Equal(h.body, hits[0].body) {
+			t.Errorf("attempt %d: webhook-id %s, want %s, with the same body", i+1, h.id, d.ID)
+		}
+		if !signedWith(h, first) && !signedWith(h, second) {
+			t.Errorf("attempt %d is signed with neither secret", i+1)
+		}
+	}
+	if d.Attempts != len(hits) || d.Attempts < 2 {
+		t.Errorf("%d attempts recorded, %d received; want the same, at least 2", d.Attempts, len(hits))
 	}
 }
 

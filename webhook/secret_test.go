@@ -117,8 +117,9 @@ func TestAdminRefusesBadInput(t *testing.T) {
 	}
 }
 
-// Rotating a secret signs later attempts with the new secret; deleting an
-// endpoint hides it and stops its deliveries but keeps its log.
+// Rotating a secret stores the new one, sealed, in place of the old (that
+// retries are then signed with it: TestRotatedSecretSignsRetries); deleting
+// an endpoint hides it and stops its deliveries but keeps its log.
 func TestRotateAndDelete(t *testing.T) {
 	b := setup(t)
 	ctx := t.Context()

@@ -14,6 +14,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
+
+	"github.com/seatd/seatd/events"
 	"github.com/seatd/seatd/storage"
 	"github.com/seatd/seatd/storage/secret"
 	"github.com/seatd/seatd/storage/storagetest"
@@ -57,8 +60,10 @@ type sdkWorld struct {
 	Seats         int               `json:"seats"`
 	Emails        map[string]string `json:"emails"`
 	ExternalID    string            `json:"externalCustomerID"`
-	Tokens        map[string]string `json:"tokens"`
-	IDs           map[string]string `json:"ids"`
+	// ExternalMemberID is the external id of a member of Acme's buyer.
+	ExternalMemberID string            `json:"externalMemberID"`
+	Tokens           map[string]string `json:"tokens"`
+	IDs              map[string]string `json:"ids"`
 }
 
 // TestPolarSDK points Polar's official TypeScript SDK (@polar-sh/sdk 1.0.1,
@@ -144,18 +149,46 @@ func TestPolarSDK(t *testing.T) {
 	w.IDs["otherOrgSubscription"] = pool("subscription", gBuyer, product(globex, "Globex Seats", "month"), 2, "active")
 	w.Tokens["otherOrg"] = orgToken(globex, storage.ScopeSeatsRead, storage.ScopeSeatsWrite)
 
-	// An organization without seat-based pricing.
-	initech := must(db.CreateOrganization(ctx, "Initech", false, false))
+	// Acme's buyer has a member known by an external id, for Polar's
+	// MemberEmailMismatch.
+	w.ExternalMemberID = "emp-42"
+	must(db.CreateMember(ctx, storage.MemberSpec{CustomerID: buyer, Email: "emp@acme.example", ExternalID: w.ExternalMemberID}))
+
+	// An organization that turned seat-based pricing off after assigning
+	// seats: a pending one (its invitation is mailed once seatd runs) and
+	// a revoked one.
+	initech := must(db.CreateOrganization(ctx, "Initech", true, false))
 	iBuyer := must(db.CreateCustomer(ctx, initech, "buyer@initech.example", ""))
 	w.IDs["disabledSubscription"] = pool("subscription", iBuyer, product(initech, "Initech Seats", "month"), 2, "active")
 	w.Tokens["disabledCustomer"] = session(iBuyer, "")
 	w.Tokens["disabledOrg"] = orgToken(initech, storage.ScopeSeatsRead, storage.ScopeSeatsWrite)
+	w.Emails["disabled"] = "milton@initech.example"
+	apply := func(r events.Request) *events.CustomerSeat {
+		t.Helper()
+		r.ID, r.CustomerID = uuid.NewString(), iBuyer
+		res, err := db.ApplySerial(ctx, storage.Settings{Keys: keys}, []events.Request{r})
+		if err != nil || !res[0].OK() {
+			t.Fatalf("Initech %s: %v %+v", r.Op, err, res)
+		}
+		return res[0].Seat
+	}
+	assignInitech := func(email string) string {
+		t.Helper()
+		return apply(events.Request{Op: events.OpAssign, Assign: &events.SeatAssign{SubscriptionID: w.IDs["disabledSubscription"], Email: email}}).ID
+	}
+	w.IDs["disabledSeat"] = assignInitech(w.Emails["disabled"])
+	w.IDs["disabledRevokedSeat"] = assignInitech("bill@initech.example")
+	apply(events.Request{Op: events.OpRevoke, SeatID: w.IDs["disabledRevokedSeat"]})
+	if _, err := db.Pool.Exec(ctx, `UPDATE organizations SET seat_based_pricing = false WHERE id = $1`, initech); err != nil {
+		t.Fatal(err)
+	}
 
 	// An organization with the member model: its seats carry a Member.
 	umbrella := must(db.CreateOrganization(ctx, "Umbrella", true, true))
 	uBuyer := must(db.CreateCustomer(ctx, umbrella, "buyer@umbrella.example", ""))
 	w.IDs["memberSubscription"] = pool("subscription", uBuyer, product(umbrella, "Umbrella Seats", "year"), 3, "active")
 	w.Tokens["memberOrg"] = orgToken(umbrella, storage.ScopeSeatsRead, storage.ScopeSeatsWrite)
+	w.Tokens["memberModelCustomer"] = session(uBuyer, "")
 	w.Emails["member"] = "jill@umbrella.example"
 
 	// Acme's webhook endpoint is the driver's receiver.

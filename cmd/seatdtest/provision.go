@@ -60,6 +60,15 @@ func (e *Env) Tenant(opts TenantOptions) Tenant {
 	return t
 }
 
+// SetSeatPricing turns an organization's seat-based pricing on or off, as
+// when an organization stops selling seats after some were assigned.
+func (e *Env) SetSeatPricing(orgID string, on bool) {
+	e.T.Helper()
+	if _, err := e.DB.Pool.Exec(context.Background(), `UPDATE organizations SET seat_based_pricing = $2 WHERE id = $1`, orgID, on); err != nil {
+		e.T.Fatal(err)
+	}
+}
+
 // Pool provisions another subscription or order (kind) of the customer,
 // of a new product (see storagetest.Pool).
 func (e *Env) Pool(kind, customerID, product string, seats int, status string) string {

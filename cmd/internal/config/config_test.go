@@ -130,3 +130,45 @@ func TestSecretCreatedConcurrentlyIsOneKey(t *testing.T) {
 		}
 	}
 }
+
+// TestWebhookDefaultsArePolars: the webhook defaults are Polar's
+// (../shared/spec/polar-api-facts.md §5; the README's Webhooks promises
+// them as identical): at most WEBHOOK_MAX_RETRIES = 10 attempts, a 10 s
+// timeout per attempt, dramatiq's backoff from 2 s (factor 2000 ms)
+// capped at 20 min, and an endpoint disabled once its last
+// WEBHOOK_FAILURE_THRESHOLD = 10 completed events failed. They hold with
+// no environment and through the flags, so changing one fails here.
+func TestWebhookDefaultsArePolars(t *testing.T) {
+	for _, env := range []string{"SEATD_WEBHOOK_TIMEOUT", "SEATD_WEBHOOK_RETRY_BASE", "SEATD_WEBHOOK_RETRY_MAX",
+		"SEATD_WEBHOOK_MAX_ATTEMPTS", "SEATD_WEBHOOK_DISABLE_AFTER"} {
+		t.Setenv(env, "") // restored after the test
+		if err := os.Unsetenv(env); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c := Defaults()
+	fs := flag.NewFlagSet("t", flag.ContinueOnError)
+	if err := c.Register(fs); err != nil {
+		t.Fatal(err)
+	}
+	if err := fs.Parse(nil); err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range []struct {
+		name      string
+		got, want any
+	}{
+		{"WebhookMaxAttempts", c.WebhookMaxAttempts, 10},
+		{"WebhookTimeout", c.WebhookTimeout, 10 * time.Second},
+		{"WebhookRetryBase", c.WebhookRetryBase, 2 * time.Second},
+		{"WebhookRetryMax", c.WebhookRetryMax, 20 * time.Minute},
+		{"WebhookDisableAfter", c.WebhookDisableAfter, 10},
+	} {
+		if d.got != d.want {
+			t.Errorf("%s defaults to %v, want Polar's %v", d.name, d.got, d.want)
+		}
+	}
+	if err := c.Validate(); err != nil {
+		t.Errorf("the defaults do not pass Validate: %v", err)
+	}
+}

@@ -149,6 +149,12 @@ const org = createPolar({ ...base, accessToken: cfg.tokens.org });
 const orgRead = createPolar({ ...base, accessToken: cfg.tokens.orgRead });
 const otherOrg = createPolar({ ...base, accessToken: cfg.tokens.otherOrg });
 const memberOrg = createPolar({ ...base, accessToken: cfg.tokens.memberOrg });
+const memberModelCustomer = createPolar({ ...base, accessToken: cfg.tokens.memberModelCustomer });
+// Initech turned seat-based pricing off after assigning ids.disabledSeat
+// (pending, mailed to cfg.emails.disabled) and ids.disabledRevokedSeat.
+const disabledCustomer = createPolar({ ...base, accessToken: cfg.tokens.disabledCustomer });
+const disabledOrg = createPolar({ ...base, accessToken: cfg.tokens.disabledOrg });
+const featureOff = "Seat-based pricing is not enabled for this organization";
 const ids = cfg.ids;
 const unknownID = "00000000-0000-4000-8000-000000000000";
 
@@ -237,8 +243,16 @@ await rejects("portal assign: unknown customer_id", async () => {
   await customer.customerPortal.seats.assignSeat({ subscription_id: ids.subscription, customer_id: unknownID });
 }, { cls: "CustomerPortalSeatsAssignSeat404Error", status: 404, error: "CustomerNotFound" });
 await rejects("portal assign: seat-based pricing off", async () => {
-  await createPolar({ ...base, accessToken: cfg.tokens.disabledCustomer }).customerPortal.seats.assignSeat({ subscription_id: ids.disabledSubscription, email: "x@example.com" });
-}, { cls: "CustomerPortalSeatsAssignSeat403Error", status: 403, error: "FeatureNotEnabled", detail: "Seat-based pricing is not enabled for this organization" });
+  await disabledCustomer.customerPortal.seats.assignSeat({ subscription_id: ids.disabledSubscription, email: "x@example.com" });
+}, { cls: "CustomerPortalSeatsAssignSeat403Error", status: 403, error: "FeatureNotEnabled", detail: featureOff });
+await rejects("portal assign: external_member_id of a member with another email", async () => {
+  await customer.customerPortal.seats.assignSeat({ subscription_id: ids.subscription, external_member_id: cfg.externalMemberID, email: "someone-else@example.com" });
+}, { cls: "CustomerPortalSeatsAssignSeat400Error", status: 400, error: "MemberEmailMismatch",
+  detail: `Member with external_member_id '${cfg.externalMemberID}' exists but has a different email than 'someone-else@example.com'` });
+await rejects("portal assign (member model): unknown customer_id", async () => {
+  await memberModelCustomer.customerPortal.seats.assignSeat({ subscription_id: ids.memberSubscription, customer_id: unknownID });
+}, { cls: "CustomerPortalSeatsAssignSeat400Error", status: 400, error: "InvalidSeatAssignmentRequest",
+  detail: "Customer not found for the provided customer_id or external_customer_id." });
 await rejects("portal assign: member without a billing role", async () => {
   await memberOnly.customerPortal.seats.assignSeat({ subscription_id: ids.subscription, email: "x@example.com" });
 }, { cls: "CustomerPortalSeatsAssignSeat403Error", status: 403, error: "NotPermitted", bodyType: T.notPermitted, detail: "Only owners and billing managers can access billing features." });
@@ -261,8 +275,8 @@ await rejects("portal list: bad token", async () => {
   await anonymous.customerPortal.seats.listSeats({ subscription_id: ids.subscription });
 }, { cls: "CustomerPortalSeatsListSeats401Error", status: 401, error: "Unauthorized" });
 await rejects("portal list: seat-based pricing off", async () => {
-  await createPolar({ ...base, accessToken: cfg.tokens.disabledCustomer }).customerPortal.seats.listSeats({ subscription_id: ids.disabledSubscription });
-}, { cls: "CustomerPortalSeatsListSeats403Error", status: 403, error: "FeatureNotEnabled" });
+  await disabledCustomer.customerPortal.seats.listSeats({ subscription_id: ids.disabledSubscription });
+}, { cls: "CustomerPortalSeatsListSeats403Error", status: 403, error: "FeatureNotEnabled", detail: featureOff });
 await rejects("portal resend: not pending", async () => {
   await customer.customerPortal.seats.resendInvitation(pending.id);
 }, { cls: "CustomerPortalSeatsResendInvitation400Error", status: 400, error: "SeatNotPending", detail: "Seat is not in pending status" });
@@ -278,6 +292,9 @@ await rejects("portal resend: bad token", async () => {
 await rejects("portal resend: malformed id", async () => {
   await customer.customerPortal.seats.resendInvitation("nope");
 }, { cls: "HTTPValidationError", status: 422, bodyType: T.validation });
+await rejects("portal resend: seat-based pricing off", async () => {
+  await disabledCustomer.customerPortal.seats.resendInvitation(ids.disabledSeat);
+}, { cls: "CustomerPortalSeatsResendInvitation403Error", status: 403, error: "FeatureNotEnabled", detail: featureOff });
 await rejects("portal revoke: unknown seat", async () => {
   await customer.customerPortal.seats.revokeSeat(unknownID);
 }, { cls: "CustomerPortalSeatsRevokeSeat404Error", status: 404, error: "ResourceNotFound", detail: "Seat not found" });
@@ -290,6 +307,14 @@ await rejects("portal revoke: bad token", async () => {
 await rejects("portal revoke: malformed id", async () => {
   await customer.customerPortal.seats.revokeSeat("nope");
 }, { cls: "HTTPValidationError", status: 422, bodyType: T.validation });
+await rejects("portal revoke: seat-based pricing off", async () => {
+  await disabledCustomer.customerPortal.seats.revokeSeat(ids.disabledSeat);
+}, { cls: "CustomerPortalSeatsRevokeSeat403Error", status: 403, error: "FeatureNotEnabled", detail: featureOff });
+await step("portal revoke of a revoked seat, seat-based pricing off: unchanged, as Polar's revoke_seat", async () => {
+  const seat = await disabledCustomer.customerPortal.seats.revokeSeat(ids.disabledRevokedSeat);
+  typed(seat, T.portalRevoke, "revokeSeat");
+  expect(seat.id === ids.disabledRevokedSeat && seat.status === "revoked", `seat ${seat.id} is ${seat.status}`);
+});
 await rejects("claimed subscriptions: bad token", async () => {
   await anonymous.customerPortal.seats.listClaimedSubscriptions();
 }, { cls: "CustomerPortalSeatsListClaimedSubscriptions401Error", status: 401, error: "Unauthorized" });
@@ -302,6 +327,14 @@ await rejects("claim info: used token", async () => {
 await rejects("claim: used token", async () => {
   await anonymous.customerSeats.claimSeat({ invitation_token: invite.token });
 }, { cls: "CustomerSeatsClaimSeat400Error", status: 400, error: "InvalidInvitationToken", detail: "Invalid or expired invitation token" });
+let disabledInvite;
+await rejects("claim info: seat-based pricing off", async () => {
+  disabledInvite = await invitationToken(cfg.emails.disabled);
+  await anonymous.customerSeats.getClaimInfo(disabledInvite.token);
+}, { cls: "CustomerSeatsGetClaimInfo403Error", status: 403, error: "FeatureNotEnabled", detail: featureOff });
+await rejects("claim: seat-based pricing off", async () => {
+  await anonymous.customerSeats.claimSeat({ invitation_token: disabledInvite.token });
+}, { cls: "CustomerSeatsClaimSeat403Error", status: 403, error: "FeatureNotEnabled", detail: featureOff });
 await rejects("claim: no token", async () => {
   await anonymous.customerSeats.claimSeat({});
 }, { cls: "HTTPValidationError", status: 422, bodyType: T.validation });
@@ -373,11 +406,35 @@ await rejects("org list: bad token", async () => {
   await anonymous.customerSeats.listSeats({ subscription_id: ids.subscription });
 }, { cls: "CustomerSeatsListSeats401Error", status: 401, error: "Unauthorized" });
 await rejects("org list: seat-based pricing off", async () => {
-  await createPolar({ ...base, accessToken: cfg.tokens.disabledOrg }).customerSeats.listSeats({ subscription_id: ids.disabledSubscription });
-}, { cls: "CustomerSeatsListSeats403Error", status: 403, error: "FeatureNotEnabled" });
+  await disabledOrg.customerSeats.listSeats({ subscription_id: ids.disabledSubscription });
+}, { cls: "CustomerSeatsListSeats403Error", status: 403, error: "FeatureNotEnabled", detail: featureOff });
+await rejects("org list: neither id", async () => {
+  await org.customerSeats.listSeats({});
+}, { cls: "PolarClientError", status: 400, error: "BadRequest", bodyType: T.badRequest, detail: "Either subscription_id or order_id must be provided" });
+await rejects("org list: malformed id", async () => {
+  await org.customerSeats.listSeats({ order_id: "nope" });
+}, { cls: "HTTPValidationError", status: 422, bodyType: T.validation });
+await rejects("org assign: seat-based pricing off", async () => {
+  await disabledOrg.customerSeats.assignSeat({ subscription_id: ids.disabledSubscription, email: "x@example.com" });
+}, { cls: "CustomerSeatsAssignSeat403Error", status: 403, error: "FeatureNotEnabled", detail: featureOff });
+await rejects("org resend: seat-based pricing off", async () => {
+  await disabledOrg.customerSeats.resendInvitation(ids.disabledSeat);
+}, { cls: "CustomerSeatsResendInvitation403Error", status: 403, error: "FeatureNotEnabled", detail: featureOff });
+await rejects("org revoke: seat-based pricing off", async () => {
+  await disabledOrg.customerSeats.revokeSeat(ids.disabledSeat);
+}, { cls: "CustomerSeatsRevokeSeat403Error", status: 403, error: "FeatureNotEnabled", detail: featureOff });
+await rejects("org revoke of a revoked seat, seat-based pricing off: the endpoint checks first, as Polar's", async () => {
+  await disabledOrg.customerSeats.revokeSeat(ids.disabledRevokedSeat);
+}, { cls: "CustomerSeatsRevokeSeat403Error", status: 403, error: "FeatureNotEnabled", detail: featureOff });
 await rejects("org resend: not pending", async () => {
   await org.customerSeats.resendInvitation(orgClaimed.id);
 }, { cls: "CustomerSeatsResendInvitation400Error", status: 400, error: "SeatNotPending" });
+await rejects("org resend: unknown seat", async () => {
+  await org.customerSeats.resendInvitation(unknownID);
+}, { cls: "CustomerSeatsResendInvitation404Error", status: 404, error: "ResourceNotFound", detail: "Seat not found" });
+await rejects("org resend: malformed id", async () => {
+  await org.customerSeats.resendInvitation("nope");
+}, { cls: "HTTPValidationError", status: 422, bodyType: T.validation });
 await rejects("org resend: bad token", async () => {
   await anonymous.customerSeats.resendInvitation(orgClaimed.id);
 }, { cls: "CustomerSeatsResendInvitation401Error", status: 401, error: "Unauthorized" });
