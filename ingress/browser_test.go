@@ -340,6 +340,8 @@ func TestClaimPageInBrowser(t *testing.T) {
 		t.Fatal(err)
 	}
 	noReturn := e.Tenant(seatdtest.TenantOptions{Product: "Team Workspace", Seats: 20})
+	// Turns seat-based pricing off while an invitation's page is open.
+	pricingOff := e.Tenant(seatdtest.TenantOptions{Product: "Pro Plan", Seats: 20})
 
 	for _, mode := range []struct {
 		name string
@@ -490,6 +492,22 @@ func TestClaimPageInBrowser(t *testing.T) {
 			page = tb.open(newer.link)
 			mustContain(t, "the revoked page", page, "This invitation was withdrawn", "Pro Plan", "Acme")
 			shot(tb, "page-revoked")
+
+			// Seat-based pricing switched off while the page was open: the
+			// button brings the invitee back to the page, which says why,
+			// and the seat stays pending.
+			inv5 := inviteByMail(t, e, pricingOff, dropDir, "paused-"+mode.name+"@example.com")
+			tb.open(inv5.link)
+			e.SetSeatPricing(pricingOff.OrgID, false)
+			tb.do(chromedp.Click(chromedp.CSS("form.claim button")))
+			page = tb.waitState("seat_pricing_off")
+			mustContain(t, "the seat-pricing-off page", page, "This seat can't be claimed right now", "Acme doesn't currently offer seats",
+				"Pro Plan", "Ask "+pricingOff.CustomerEmail+" about it")
+			if st := seatStatus(t, e, inv5.seatID); st != "pending" {
+				t.Errorf("a claim with pricing off made the seat %s", st)
+			}
+			shot(tb, "page-seat-pricing-off")
+			e.SetSeatPricing(pricingOff.OrgID, true)
 
 			// Unknown: a link cut short by an email app.
 			page = tb.open(e.HTTP.URL + "/claim?token=" + url.QueryEscape(inv.link[len(inv.link)-20:]))

@@ -18,8 +18,10 @@ import (
 // The claim page: what an invitation email's button opens.
 //
 //   - GET /claim?token=T shows the invitation in whatever state it is in
-//     (ready, claimed, expired, revoked, replaced, unknown) and changes
-//     nothing, so a mail scanner that follows the link uses nothing up.
+//     (ready, claimed, expired, revoked, replaced, unknown, or not
+//     claimable because the organization has seat-based pricing off) and
+//     changes nothing, so a mail scanner that follows the link uses
+//     nothing up.
 //   - POST /claim (form field token=T) claims it, through the queue and the
 //     worker exactly like POST /v1/customer-seats/claim, then redirects
 //     (303): to the organization's claim return URL with the new customer
@@ -90,6 +92,12 @@ func pageFor(v storage.InvitationView, token string) (invite.Page, int) {
 		Inviter: v.InviterEmail, Invitee: v.InviteeEmail, ExpiresAt: v.ExpiresAt, ClaimedAt: v.ClaimedAt}}
 	switch v.State {
 	case storage.InvitationReady:
+		if !v.SeatPricing {
+			// As the claim API (403 FeatureNotEnabled): the link is live,
+			// but cannot be claimed until pricing is back on.
+			p.State = invite.SeatPricingOff
+			return p, http.StatusForbidden
+		}
 		p.State, p.Token = invite.Ready, token
 		return p, http.StatusOK
 	case storage.InvitationClaimed:
@@ -140,7 +148,7 @@ func (s *Server) claimPage(w http.ResponseWriter, r *http.Request) {
 		switch {
 		case v.State == storage.InvitationClaimed && v.ClaimedAt != nil && time.Since(*v.ClaimedAt) < claimedRecently:
 			p.State, p.ReturnURL = invite.ClaimedNow, v.ClaimReturnURL
-		case v.State == storage.InvitationReady: // the claim is still in the queue
+		case p.State == invite.Ready: // the claim is still in the queue
 			p.State, p.Token, status = invite.Pending, "", http.StatusAccepted
 		}
 	}
@@ -191,7 +199,7 @@ func (s *Server) claimForm(w http.ResponseWriter, r *http.Request) {
 		s.redirect(w, r, back+"&claimed=1")
 		return
 	}
-	if v.State != storage.InvitationReady {
+	if v.State != storage.InvitationReady || !v.SeatPricing {
 		s.redirect(w, r, back) // the page says what became of the link
 		return
 	}
@@ -211,6 +219,8 @@ func (s *Server) claimForm(w http.ResponseWriter, r *http.Request) {
 		s.redirect(w, r, back+"&claimed=1")
 		return
 	case !res.OK():
+		// E.g. seat-based pricing switched off since the lookup: the page
+		// says so.
 		s.log.Warn("claim form refused", "code", res.Code)
 		s.redirect(w, r, back)
 		return

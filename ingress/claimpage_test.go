@@ -424,3 +424,80 @@ func TestClaimFormWhileWorkerIsSlow(t *testing.T) {
 		t.Errorf("page after the worker: %d\n%s", done.status, done.body)
 	}
 }
+
+// An invitation of an organization that has switched seat-based pricing
+// off cannot be claimed (the claim API answers 403 FeatureNotEnabled): the
+// page says why and whom to ask, with 403 and no button; the form sends
+// the invitee back to that page; neither records a request or changes the
+// seat. A link that is already dead still says what became of it, and once
+// pricing is back on the same link is ready again.
+func TestClaimPageSeatPricingOff(t *testing.T) {
+	t.Parallel()
+	e := seatdtest.New(t, seatdtest.Options{})
+	ten := e.Tenant(seatdtest.TenantOptions{Product: "Pro Plan"})
+	seat := assignPending(t, e, ten, "off@example.com")["id"].(string)
+	tok := invitationToken(t, e, seat)
+	withdrawn := assignPending(t, e, ten, "withdrawn@example.com")["id"].(string)
+	withdrawnTok := invitationToken(t, e, withdrawn)
+	if r := e.Do("DELETE", seatsPath+"/"+withdrawn, ten.Token, nil); r.Status != 200 {
+		t.Fatalf("revoke: %d %s", r.Status, r.Body)
+	}
+	// A page opened before pricing went off still shows the button.
+	opened := claimReq(t, e, "GET", pageOf(tok), nil)
+	if opened.status != 200 || !strings.Contains(opened.body, "Claim my seat") {
+		t.Fatalf("ready page: %d\n%s", opened.status, opened.body)
+	}
+
+	e.SetSeatPricing(ten.OrgID, false)
+	before := requestCount(t, e)
+	says := []string{"This seat can't be claimed right now", "Acme doesn't currently offer seats (its seat-based pricing is switched off)",
+		"Pro Plan", "Ask " + ten.CustomerEmail + " about it", `data-state="seat_pricing_off"`}
+	for _, path := range []string{pageOf(tok), pageOf(tok) + "&claimed=1"} {
+		p := claimReq(t, e, "GET", path, nil)
+		if p.status != 403 || strings.Contains(p.body, "<form") || strings.Contains(p.body, tok) {
+			t.Errorf("GET %s with pricing off: %d, want 403 without the form or the token:\n%s", path, p.status, p.body)
+		}
+		mustContain(t, "the seat-pricing-off page", p.body, says...)
+		checkHeaders(t, "seat-pricing-off page", p)
+		if h := claimReq(t, e, "HEAD", path, nil); h.status != 403 {
+			t.Errorf("HEAD %s: %d", path, h.status)
+		}
+	}
+	if p := claimReq(t, e, "GET", pageOf(withdrawnTok), nil); p.status != 410 || !strings.Contains(p.body, "This invitation was withdrawn") {
+		t.Errorf("a withdrawn link with pricing off: %d\n%s", p.status, p.body)
+	}
+
+	// The button of the page opened before: back to the page, which says why.
+	p := claimReq(t, e, "POST", "/claim", url.Values{"token": {tok}}, sameOrigin...)
+	if p.status != 303 || p.header.Get("Location") != back(tok) {
+		t.Fatalf("claim form with pricing off: %d Location %q", p.status, p.header.Get("Location"))
+	}
+	if p := claimReq(t, e, "GET", "/"+back(tok), nil); p.status != 403 {
+		t.Errorf("where the form sent the invitee: %d\n%s", p.status, p.body)
+	} else {
+		mustContain(t, "the page after the form", p.body, says...)
+	}
+	j := claimReq(t, e, "POST", "/claim", url.Values{"token": {tok}}, "Sec-Fetch-Site", "same-origin", "Accept", "application/json")
+	var out struct{ Location string }
+	if j.status != 200 || json.Unmarshal([]byte(j.body), &out) != nil || out.Location != back(tok) {
+		t.Errorf("claim from claim.js with pricing off: %d %s", j.status, j.body)
+	}
+	if n := requestCount(t, e); n != before {
+		t.Errorf("with pricing off the page and the form recorded %d requests", n-before)
+	}
+	if st := seatStatus(t, e, seat); st != "pending" {
+		t.Errorf("with pricing off the seat became %s", st)
+	}
+
+	// Back on: the same link is ready and claims.
+	e.SetSeatPricing(ten.OrgID, true)
+	if p := claimReq(t, e, "GET", pageOf(tok), nil); p.status != 200 || !strings.Contains(p.body, "Claim my seat") {
+		t.Errorf("pricing back on: %d\n%s", p.status, p.body)
+	}
+	if p := claimReq(t, e, "POST", "/claim", url.Values{"token": {tok}}, sameOrigin...); p.status != 303 || p.header.Get("Location") != back(tok)+"&claimed=1" {
+		t.Errorf("claim with pricing back on: %d %q", p.status, p.header.Get("Location"))
+	}
+	if st := seatStatus(t, e, seat); st != "claimed" {
+		t.Errorf("after the claim with pricing back on the seat is %s", st)
+	}
+}

@@ -40,6 +40,10 @@ type InvitationView struct {
 	ExpiresAt      time.Time
 	ClaimedAt      *time.Time
 	ClaimReturnURL string // the organization's; empty when it has none
+	// SeatPricing is whether the organization has seat-based pricing on.
+	// When it is off a ready link cannot be claimed (the claim answers
+	// 403), though it stays ready: it works again once pricing is back on.
+	SeatPricing bool
 }
 
 // Invitation looks up the invitation a claim link's token belongs to, live
@@ -57,7 +61,7 @@ func (db *DB) Invitation(ctx context.Context, token string) (InvitationView, err
 	err := db.Pool.QueryRow(ctx, `SELECT s.id, s.status, s.invitation_id IS NOT DISTINCT FROM i.id,
 			NOT EXISTS (SELECT 1 FROM invitations n WHERE n.seat_id = i.seat_id AND n.created_at > i.created_at),
 			i.expires_at, s.claimed_at, s.revoked_at, s.inviter_email, coalesce(s.email, c.email),
-			prod.name, org.name, org.claim_return_url
+			prod.name, org.name, org.claim_return_url, coalesce(org.seat_based_pricing, true)
 		FROM invitations i
 		JOIN seats s ON s.id = i.seat_id
 		LEFT JOIN customers c ON c.id = s.customer_id
@@ -68,7 +72,7 @@ func (db *DB) Invitation(ctx context.Context, token string) (InvitationView, err
 		LEFT JOIN organizations org ON org.id = owner.organization_id
 		WHERE i.token_hash = $1`, secret.HashToken(token)).Scan(
 		&v.SeatID, &status, &current, &latest, &v.ExpiresAt, &v.ClaimedAt, &revokedAt,
-		&inviter, &invitee, &product, &org, &ret)
+		&inviter, &invitee, &product, &org, &ret, &v.SeatPricing)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return InvitationView{State: InvitationUnknown}, nil
 	}

@@ -3,6 +3,7 @@ package storage
 import (
 	"context"
 	"errors"
+	"fmt"
 	"regexp"
 	"strings"
 	"time"
@@ -37,6 +38,24 @@ func (db *DB) CreateOrganization(ctx context.Context, name string, seatPricing, 
 	_, err := db.Pool.Exec(ctx, `INSERT INTO organizations (id, name, slug, seat_based_pricing, member_model)
 		VALUES ($1, $2, $3, $4, $5)`, id, name, slug, seatPricing, memberModel)
 	return id, err
+}
+
+// SetSeatPricing turns an organization's seat-based pricing on or off.
+// Off, its pools refuse list, assign, resend, revoke, claim and claim info
+// with 403 FeatureNotEnabled (as Polar); its seats, invitations and links
+// are kept, and work again once it is back on.
+func (db *DB) SetSeatPricing(ctx context.Context, orgID string, on bool) error {
+	if _, ok := events.ParseUUID(orgID); !ok {
+		return events.Errorf(events.CodeInvalid, "organization id %q is not a UUID", orgID)
+	}
+	tag, err := db.Pool.Exec(ctx, `UPDATE organizations SET seat_based_pricing = $2 WHERE id = $1`, orgID, on)
+	if err != nil {
+		return fmt.Errorf("set seat-based pricing: %w", err)
+	}
+	if tag.RowsAffected() == 0 {
+		return events.Errorf(events.CodeNotFound, "organization %s not found", orgID)
+	}
+	return nil
 }
 
 // CreateCustomer creates a customer of an organization.

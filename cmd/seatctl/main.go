@@ -16,6 +16,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -28,7 +29,7 @@ import (
 const usage = `usage: seatctl COMMAND [flags]
 
   org create --name NAME [--seat-pricing=true|false] [--member-model] [--claim-return-url URL]
-  org update ORG --claim-return-url URL   (https, or http on localhost; "" clears it)
+  org update ORG [--claim-return-url URL] [--seat-pricing=true|false]   (at least one; "" clears the URL)
   customer create --org ORG --email EMAIL [--external-id EXT]
   member create --customer CUST --email EMAIL [--role owner|billing_manager|member] [--name NAME] [--external-id EXT]
   product create --org ORG --name NAME [--description TEXT] [--interval month|year|week|day|none] [--interval-count N]
@@ -161,6 +162,7 @@ type command func(e *env, fs *flag.FlagSet, args []string) error
 // examples show each command at work, under its -h.
 var examples = map[string]string{
 	"org create":             `seatctl org create --name "Acme"`,
+	"org update":             `seatctl org update $ORG --seat-pricing=false`,
 	"customer create":        `seatctl customer create --org $ORG --email buyer@acme.test`,
 	"member create":          `seatctl member create --customer $CUST --email ops@acme.test --role billing_manager`,
 	"product create":         `seatctl product create --org $ORG --name "Pro" --interval month`,
@@ -273,11 +275,23 @@ func orgCreate(e *env, fs *flag.FlagSet, args []string) error {
 	return e.print(map[string]string{"id": id})
 }
 
-// orgUpdate changes an organization's settings; today its claim return URL.
+// orgUpdate changes an organization's settings: its claim return URL and
+// whether it has seat-based pricing. Only the flags given change anything.
 func orgUpdate(e *env, fs *flag.FlagSet, args []string) error {
 	var returnURL *string
+	var pricing *bool
 	fs.Func("claim-return-url", "where invitees go after claiming a seat (https; http only on localhost; \"\" clears it)", func(v string) error {
 		returnURL = &v
+		return nil
+	})
+	// The same flag as org create's; a bool flag, so it takes
+	// --seat-pricing=false (not "--seat-pricing false").
+	fs.BoolFunc("seat-pricing", "seat-based pricing enabled (=true or =false; off, the organization's seats refuse with 403 FeatureNotEnabled)", func(v string) error {
+		on, err := strconv.ParseBool(v)
+		if err != nil {
+			return fmt.Errorf("want true or false, not %q", v)
+		}
+		pricing = &on
 		return nil
 	})
 	pos, err := parse(fs, args)
@@ -285,21 +299,34 @@ func orgUpdate(e *env, fs *flag.FlagSet, args []string) error {
 		return err
 	}
 	if len(pos) != 1 {
-		return errors.New("usage: seatctl org update ORG --claim-return-url URL")
+		return errors.New("usage: seatctl org update ORG [--claim-return-url URL] [--seat-pricing=true|false]")
 	}
-	if returnURL == nil {
-		return errors.New("nothing to update: give --claim-return-url URL")
+	if returnURL == nil && pricing == nil {
+		return errors.New("nothing to update: give --claim-return-url URL or --seat-pricing=true|false")
 	}
-	if err := storage.CheckReturnURL(*returnURL); err != nil {
-		return describe(err)
+	// Checked before anything is written, so a bad URL changes nothing.
+	if returnURL != nil {
+		if err := storage.CheckReturnURL(*returnURL); err != nil {
+			return describe(err)
+		}
 	}
 	if err := e.open(); err != nil {
 		return err
 	}
-	if err := e.db.SetClaimReturnURL(e.ctx, pos[0], *returnURL); err != nil {
-		return describe(err)
+	out := map[string]any{"id": pos[0]}
+	if pricing != nil {
+		if err := e.db.SetSeatPricing(e.ctx, pos[0], *pricing); err != nil {
+			return describe(err)
+		}
+		out["seat_based_pricing"] = *pricing
 	}
-	return e.print(map[string]string{"id": pos[0], "claim_return_url": *returnURL})
+	if returnURL != nil {
+		if err := e.db.SetClaimReturnURL(e.ctx, pos[0], *returnURL); err != nil {
+			return describe(err)
+		}
+		out["claim_return_url"] = *returnURL
+	}
+	return e.print(out)
 }
 
 func customerCreate(e *env, fs *flag.FlagSet, args []string) error {

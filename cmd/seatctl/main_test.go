@@ -27,6 +27,7 @@ func TestCommandHelpListsOwnFlags(t *testing.T) {
 	}{
 		{[]string{"import", "-h"}, []string{"-subscription", "-report", "-in-flight", "-database-url", "example:"}},
 		{[]string{"org", "create", "-h"}, []string{"usage: seatctl org create --name", "example:", "-name", "-seat-pricing", "-database-url"}},
+		{[]string{"org", "update", "-h"}, []string{"usage: seatctl org update ORG", "-seat-pricing", "-claim-return-url"}},
 		{[]string{"session", "create", "--help"}, []string{"-customer", "-scope", "-nats-url"}},
 	} {
 		var out, errOut strings.Builder

@@ -64,7 +64,7 @@ func (e *Env) Tenant(opts TenantOptions) Tenant {
 // when an organization stops selling seats after some were assigned.
 func (e *Env) SetSeatPricing(orgID string, on bool) {
 	e.T.Helper()
-	if _, err := e.DB.Pool.Exec(context.Background(), `UPDATE organizations SET seat_based_pricing = $2 WHERE id = $1`, orgID, on); err != nil {
+	if err := e.DB.SetSeatPricing(context.Background(), orgID, on); err != nil {
 		e.T.Fatal(err)
 	}
 }

@@ -229,7 +229,7 @@ func (t *Templates) RenderEmail(e Email) (RenderedEmail, error) {
 	return out, nil
 }
 
-// State names a claim page. The first seven are the states of a link; the
+// State names a claim page. The first eight are the states of a link; the
 // rest answer a claim that could not be made.
 type State string
 
@@ -241,6 +241,10 @@ const (
 	Revoked        State = "revoked"
 	Replaced       State = "replaced" // a newer invitation superseded it
 	Unknown        State = "unknown"  // no such invitation
+	// SeatPricingOff: a live invitation of an organization that has
+	// switched seat-based pricing off, so it cannot be claimed now (the
+	// claim API answers 403 FeatureNotEnabled); it can once pricing is on.
+	SeatPricingOff State = "seat_pricing_off"
 	RateLimited    State = "rate_limited"
 	CrossSite      State = "cross_site" // a claim posted from another site
 	Pending        State = "pending"    // the claim was accepted and is still being applied
@@ -248,7 +252,7 @@ const (
 )
 
 // States are every page state, in the order the screenshots show them.
-var States = []State{Ready, ClaimedNow, AlreadyClaimed, Expired, Revoked, Replaced, Unknown, RateLimited, CrossSite, Pending, Failed}
+var States = []State{Ready, ClaimedNow, AlreadyClaimed, Expired, Revoked, Replaced, Unknown, SeatPricingOff, RateLimited, CrossSite, Pending, Failed}
 
 // Page is the data of a claim page.
 type Page struct {

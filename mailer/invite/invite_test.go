@@ -32,6 +32,7 @@ func TestPageStates(t *testing.T) {
 		Expired: "Ask o&#39;neil@example.test to resend it", Revoked: "was withdrawn", Replaced: "A newer invitation replaced this one",
 		Unknown: "recognise this invitation link", RateLimited: "Too many attempts", CrossSite: "Claim not accepted",
 		Pending: "Finishing your claim", Failed: "Something went wrong",
+		SeatPricingOff: "Smith &amp; Sons doesn't currently offer seats (its seat-based pricing is switched off)",
 	}
 	if len(says) != len(States) {
 		t.Fatalf("%d states, %d tested", len(States), len(says))
@@ -41,7 +42,7 @@ func TestPageStates(t *testing.T) {
 		if !strings.Contains(html, says[st]) {
 			t.Errorf("%s page does not say %q:\n%s", st, says[st], html)
 		}
-		namesProduct := st == Ready || st == ClaimedNow || st == AlreadyClaimed || st == Expired || st == Revoked || st == Replaced
+		namesProduct := st == Ready || st == ClaimedNow || st == AlreadyClaimed || st == Expired || st == Revoked || st == Replaced || st == SeatPricingOff
 		if strings.Contains(html, "<Plan>") || (namesProduct && !strings.Contains(html, "Pro &lt;Plan&gt;")) {
 			t.Errorf("%s page: product name not escaped or missing", st)
 		}
@@ -56,6 +57,15 @@ func TestPageStates(t *testing.T) {
 	html := render(t, tm, Page{State: Expired, Invitation: Invitation{Product: "P", ExpiresAt: now}, Now: now})
 	if !strings.Contains(html, "Ask the person who invited you to resend it") {
 		t.Errorf("expired page without an inviter:\n%s", html)
+	}
+	// The seat-pricing page names whom to ask, with or without an inviter.
+	html = render(t, tm, Page{State: SeatPricingOff, Invitation: sample(), Now: now})
+	if !strings.Contains(html, "Ask o&#39;neil@example.test about it") || !strings.Contains(html, "expires on <time datetime=\"2026-03-02T09:30:00Z\">") {
+		t.Errorf("seat pricing off page:\n%s", html)
+	}
+	html = render(t, tm, Page{State: SeatPricingOff, Invitation: Invitation{Product: "P", ExpiresAt: now}, Now: now})
+	if !strings.Contains(html, "your organization doesn't currently offer seats") || !strings.Contains(html, "Ask the person who invited you about it") {
+		t.Errorf("seat pricing off page without names:\n%s", html)
 	}
 }
 
