@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"runtime/debug"
 	"sort"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -86,24 +87,6 @@ func (w *Worker) Run(ctx context.Context) error {
 		case <-time.After(time.Second):
 		}
 	}
-	// Each loop applies one batch at a time; with several, a batch is
-	// decided and written while another waits for its commit, its pools'
-	// row locks or its next messages. Batches on the same pool still take
-	// its row lock in turn, as two worker processes' would.
-	errs := make(chan error, w.cfg.Concurrency)
-	for range w.cfg.Concurrency {
-		go func() { errs <- w.consume(ctx, cons) }()
-	}
-	var err error
-	for range w.cfg.Concurrency {
-		err = errors.Join(err, <-errs)
-	}
-	return err
-}
-
-// consume is one pull loop: it gathers a batch (whatever arrived within a
-// millisecond of the first message, up to BatchSize) and applies it.
-func (w *Worker) consume(ctx context.Context, cons jetstream.Consumer) error {
 	// A pull request that reaches a consumer still electing its leader
 	// (a cluster just formed, or a node just lost) is lost: a short expiry
 	// notices that and pulls again within seconds, not half a minute.
@@ -111,8 +94,18 @@ func (w *Worker) consume(ctx context.Context, cons jetstream.Consumer) error {
 	if err != nil {
 		return fmt.Errorf("worker: consume: %w", err)
 	}
+	// Up to Concurrency batches are applied at once: one is decided and
+	// written while another waits for its commit or its pools' row locks
+	// (batches on the same pool take its lock in turn, as two worker
+	// processes' would). A batch is gathered only once an applier is free,
+	// so it takes every message that arrived meanwhile and none waits
+	// behind a busy applier while another is idle.
+	free := make(chan struct{}, w.cfg.Concurrency)
+	var wg sync.WaitGroup
+	defer wg.Wait()
 	draining := false
 	for {
+		free <- struct{}{}
 		var first jetstream.Msg
 		if draining {
 			first, err = it.Next()
@@ -127,9 +120,11 @@ func (w *Worker) consume(ctx context.Context, cons jetstream.Consumer) error {
 			// then reports the iterator closed.
 			it.Drain()
 			draining = true
+			<-free
 			continue
 		case err != nil:
 			w.log.Warn("next message", "err", err)
+			<-free
 			continue
 		}
 		batch := []jetstream.Msg{first}
@@ -140,8 +135,13 @@ func (w *Worker) consume(ctx context.Context, cons jetstream.Consumer) error {
 			}
 			batch = append(batch, m)
 		}
-		// Work in hand is finished even when ctx is cancelled meanwhile.
-		w.handle(context.WithoutCancel(ctx), batch)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-free }()
+			// Work in hand is finished even when ctx is cancelled meanwhile.
+			w.handle(context.WithoutCancel(ctx), batch)
+		}()
 	}
 }
 
