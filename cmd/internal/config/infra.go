@@ -87,6 +87,7 @@ func (c *Config) DialNATS(ctx context.Context, name string, embed bool, log *slo
 			}
 		}
 	}
+	var inProcess []nats.Option
 	if out.URL == "" {
 		if !embed {
 			return nil, fmt.Errorf("no NATS: set NATS_URL, or start `seatd serve` with data dir %s", c.DataDir)
@@ -100,6 +101,7 @@ func (c *Config) DialNATS(ctx context.Context, name string, embed bool, log *slo
 			return nil, err
 		}
 		out.URL = srv.ClientURL()
+		inProcess = append(inProcess, stream.InProcess(srv))
 		out.shutdown = func() {
 			_ = os.Remove(urlFile)
 			srv.Shutdown()
@@ -111,7 +113,7 @@ func (c *Config) DialNATS(ctx context.Context, name string, embed bool, log *slo
 		}
 		log.Info("embedded NATS JetStream server started", "url", out.URL, "store", filepath.Join(c.DataDir, "nats"), "fsync", c.NATSFsync)
 	}
-	nc, err := stream.Connect(out.URL, name)
+	nc, err := stream.Connect(out.URL, name, inProcess...)
 	if err != nil {
 		out.Close()
 		return nil, fmt.Errorf("nats: %w", err)
