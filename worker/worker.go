@@ -30,7 +30,7 @@ type Config struct {
 	Settings storage.Settings
 	Log      *slog.Logger
 
-	BatchSize     int           // requests per transaction; default 256
+	BatchSize     int           // requests per transaction; default 512
 	Concurrency   int           // batches applied at once; default 2
 	MaxDeliveries int           // deliveries before a failing request is dead-lettered; default 10
 	BackoffBase   time.Duration // first retry delay; default 250ms
@@ -50,7 +50,7 @@ type Worker struct {
 // New returns a Worker.
 func New(cfg Config) *Worker {
 	if cfg.BatchSize <= 0 {
-		cfg.BatchSize = 256
+		cfg.BatchSize = 512
 	}
 	if cfg.Concurrency <= 0 {
 		cfg.Concurrency = 2

@@ -85,7 +85,7 @@ func Defaults() Config {
 		AuthFailLimit:      2,
 		AuthFailBurst:      30,
 		BodyTimeout:        10 * time.Second,
-		WorkerBatch:        256,
+		WorkerBatch:        512,
 		WorkerConcurrency:  2,
 		RequeueAfter:       time.Minute,
 		MaxDeliveries:      10,
