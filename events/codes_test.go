@@ -5,7 +5,7 @@ import (
 	"go/parser"
 	"go/token"
 	"go/types"
-	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -15,12 +15,19 @@ import (
 // any file, in any form, is seen), each once, and no value twice.
 func TestCodesListsEveryCode(t *testing.T) {
 	fset := token.NewFileSet()
-	pkgs, err := parser.ParseDir(fset, ".", func(fi os.FileInfo) bool { return !strings.HasSuffix(fi.Name(), "_test.go") }, 0)
+	names, err := filepath.Glob("*.go")
 	if err != nil {
 		t.Fatal(err)
 	}
 	var files []*ast.File
-	for _, f := range pkgs["events"].Files {
+	for _, name := range names {
+		if strings.HasSuffix(name, "_test.go") {
+			continue
+		}
+		f, err := parser.ParseFile(fset, name, nil, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
 		files = append(files, f)
 	}
 	// Imports are left unresolved (the errors are ignored): constants of
