@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/seatd/seatd/events"
 )
@@ -74,21 +75,11 @@ func TestWaitStreamsWaitsForTheServer(t *testing.T) {
 // Three replicas on a server that is not clustered can never work: that
 // is returned at once, with what to do, instead of waiting forever.
 func TestWaitStreamsReplicasWithoutCluster(t *testing.T) {
-	srv, err := StartServer(ServerConfig{Port: -1, StoreDir: t.TempDir(), Fsync: time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Shutdown()
-	nc, err := Connect(srv.ClientURL(), "wait-test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
+	nc, js := serverConn(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	start := time.Now()
-	err = WaitStreams(ctx, nc, js, StreamConfig{Replicas: 3}, WaitOptions{})
+	err := WaitStreams(ctx, nc, js, StreamConfig{Replicas: 3}, WaitOptions{})
 	if err == nil || !strings.Contains(err.Error(), "SEATD_NATS_REPLICAS=3") {
 		t.Fatalf("err %v; want one naming SEATD_NATS_REPLICAS=3", err)
 	}
@@ -155,17 +146,7 @@ func TestSetupStreamsConcurrently(t *testing.T) {
 // older seatd) keeps its persist mode and its messages, as JetStream
 // cannot change it; an async one cannot be raised to replicas.
 func TestRequestsStreamPersistMode(t *testing.T) {
-	srv, err := StartServer(ServerConfig{Port: -1, StoreDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Shutdown()
-	nc, err := Connect(srv.ClientURL(), "persist-test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
+	nc, js := serverConn(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	mode := func(name string) jetstream.PersistModeType {
@@ -177,7 +158,8 @@ func TestRequestsStreamPersistMode(t *testing.T) {
 		return s.CachedInfo().Config.PersistMode
 	}
 
-	if err := SetupStreams(ctx, js, StreamConfig{}); err != nil {
+	err := SetupStreams(ctx, js, StreamConfig{})
+	if err != nil {
 		t.Fatal(err)
 	}
 	if m := mode(events.RequestsStream); m != jetstream.AsyncPersistMode {
@@ -219,4 +201,24 @@ func TestRequestsStreamPersistMode(t *testing.T) {
 	if info.State.Msgs != 1 {
 		t.Errorf("older requests stream after setup holds %d messages, want its 1 kept", info.State.Msgs)
 	}
+}
+
+// serverConn starts an embedded server for the test and connects to it.
+func serverConn(t *testing.T) (*nats.Conn, jetstream.JetStream) {
+	t.Helper()
+	srv, err := StartServer(ServerConfig{Port: -1, StoreDir: t.TempDir(), Fsync: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Shutdown)
+	nc, err := Connect(srv.ClientURL(), t.Name())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return nc, js
 }
