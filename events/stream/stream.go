@@ -194,6 +194,9 @@ func WaitStreams(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, cfg
 		if ctx.Err() != nil {
 			return fmt.Errorf("waiting for %s: %w", what, ctx.Err())
 		}
+		if errors.Is(err, errAsyncNotReplicable) {
+			return err
+		}
 		if isPermanentSetupError(err) {
 			return fmt.Errorf("%w (SEATD_NATS_REPLICAS=%d needs a NATS cluster with at least that many JetStream servers)", err, cfg.Replicas)
 		}
@@ -235,8 +238,7 @@ var errAsyncNotReplicable = errors.New("it is persisted asynchronously, which Je
 // isPermanentSetupError reports an error that waiting cannot cure.
 func isPermanentSetupError(err error) bool {
 	var je jetstream.JetStreamError
-	return errors.Is(err, errAsyncNotReplicable) ||
-		errors.As(err, &je) && je.APIError() != nil && je.APIError().ErrorCode == jsErrCodeReplicasNotSupported
+	return errors.As(err, &je) && je.APIError() != nil && je.APIError().ErrorCode == jsErrCodeReplicasNotSupported
 }
 
 // jsErrCodeReplicasNotSupported is NATS's JSStreamReplicasNotSupportedErr:
