@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/seatd/seatd/events"
 	"github.com/seatd/seatd/events/stream"
@@ -159,6 +160,36 @@ func TestClusterColdStart(t *testing.T) {
 	u.checkRunning(t, "after a cold start")
 	t.Logf("SUMMARY cluster cold start: 3 nats-server nodes + ingress + 2 workers + mailer started at once; all ready after %s; "+
 		"%d 'waiting for' log lines; then 80 assigns: %v", readyAfter.Round(100*time.Millisecond), u.waitLines(), codes)
+}
+
+// TestClusterFirstSetupWithOneReplica: a process with the default
+// SEATD_NATS_REPLICAS=1 (seatctl, or a replica missing the setting) may be
+// the first to set the streams up on a fresh cluster. The requests stream
+// it makes must still be one JetStream can replicate (not persisted
+// asynchronously, which is for a single server), so the deployment's own
+// setup raises it to 3.
+func TestClusterFirstSetupWithOneReplica(t *testing.T) {
+	cl := newNATSCluster(t)
+	cl.Start()
+	r := clusterRig(t, storagetest.NewDatabase(t), cl)
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	if err := stream.WaitStreams(ctx, r.nc, r.js, stream.StreamConfig{Replicas: 1, AckWait: testAckWait}, stream.WaitOptions{}); err != nil {
+		t.Fatalf("setup with one replica: %v", err)
+	}
+	s, err := r.js.Stream(ctx, events.RequestsStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m := s.CachedInfo().Config.PersistMode; m != jetstream.DefaultPersistMode {
+		t.Errorf("requests stream made on a cluster is persisted %s, want default", m)
+	}
+	if err := stream.WaitStreams(ctx, r.nc, r.js, stream.StreamConfig{Replicas: 3, AckWait: testAckWait}, stream.WaitOptions{}); err != nil {
+		t.Fatalf("raising the streams to 3 replicas: %v", err)
+	}
+	if replicas := settledReplicas(t, r, events.RequestsStream); replicas != 3 {
+		t.Errorf("requests stream has %d replicas, want 3", replicas)
+	}
 }
 
 // settledReplicas waits until stream has a leader and every replica is

@@ -54,9 +54,10 @@ func SetupStreams(ctx context.Context, js jetstream.JetStream, cfg StreamConfig)
 	// seat-event streams keep the server's fsync policy: the outbox rows
 	// behind their messages are gone once published. On a cluster every
 	// stream is replicated instead (JetStream refuses async persistence
-	// there).
+	// there), even by a process asking for one replica, which would
+	// otherwise make a stream the others could not raise.
 	requestsPersist := jetstream.DefaultPersistMode
-	if cfg.Replicas == 1 {
+	if cfg.Replicas == 1 && js.Conn().ConnectedClusterName() == "" {
 		requestsPersist = jetstream.AsyncPersistMode
 	}
 	streams := []jetstream.StreamConfig{
