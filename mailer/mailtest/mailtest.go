@@ -82,9 +82,10 @@ type Message struct {
 	To       []string // RCPT TO
 	Raw      []byte   // the DATA, as received (CRLF line ends)
 	Header   mail.Header
-	TLS      bool   // the session was encrypted (STARTTLS or implicit)
-	AuthUser string // the authenticated user, empty without AUTH
-	Received time.Time
+	TLS      bool      // the session was encrypted (STARTTLS or implicit)
+	AuthUser string    // the authenticated user, empty without AUTH
+	Started  time.Time // MAIL FROM was accepted: the client began the transaction
+	Received time.Time // the DATA was read whole
 }
 
 // MessageID is the Message-ID header, angle brackets included.
@@ -482,6 +483,7 @@ type session struct {
 	from         string
 	to           []string
 	authUser     string
+	started      time.Time // of the current transaction
 	transactions int
 }
 
@@ -561,7 +563,7 @@ func (se *session) Mail(from string, _ *smtp.MailOptions) error {
 	if len(se.AuthMechanisms()) > 0 && se.authUser == "" {
 		return &smtp.SMTPError{Code: 530, EnhancedCode: smtp.EnhancedCode{5, 7, 0}, Message: "Authentication required"}
 	}
-	se.from = from
+	se.from, se.started = from, time.Now()
 	return nil
 }
 
@@ -576,7 +578,8 @@ func (se *session) Data(r io.Reader) error {
 	if err != nil {
 		return err
 	}
-	m := Message{From: se.from, To: append([]string(nil), se.to...), Raw: raw, AuthUser: se.authUser, Received: time.Now()}
+	m := Message{From: se.from, To: append([]string(nil), se.to...), Raw: raw, AuthUser: se.authUser,
+		Started: se.started, Received: time.Now()}
 	_, m.TLS = se.conn.TLSConnectionState()
 	if parsed, err := mail.ReadMessage(bytes.NewReader(raw)); err == nil {
 		m.Header = parsed.Header
