@@ -92,7 +92,7 @@ func pageFor(v storage.InvitationView, token string) (invite.Page, int) {
 		Inviter: v.InviterEmail, Invitee: v.InviteeEmail, ExpiresAt: v.ExpiresAt, ClaimedAt: v.ClaimedAt}}
 	switch v.State {
 	case storage.InvitationReady:
-		if !v.SeatPricing {
+		if !v.Claimable() {
 			// As the claim API (403 FeatureNotEnabled): the link is live,
 			// but cannot be claimed until pricing is back on.
 			p.State = invite.SeatPricingOff
@@ -199,7 +199,7 @@ func (s *Server) claimForm(w http.ResponseWriter, r *http.Request) {
 		s.redirect(w, r, back+"&claimed=1")
 		return
 	}
-	if v.State != storage.InvitationReady || !v.SeatPricing {
+	if !v.Claimable() {
 		s.redirect(w, r, back) // the page says what became of the link
 		return
 	}

@@ -46,6 +46,10 @@ type InvitationView struct {
 	SeatPricing bool
 }
 
+// Claimable reports whether a claim of the link would be taken now: it is
+// ready and its organization has seat-based pricing on.
+func (v InvitationView) Claimable() bool { return v.State == InvitationReady && v.SeatPricing }
+
 // Invitation looks up the invitation a claim link's token belongs to, live
 // or not, without changing anything: mail scanners open links.
 func (db *DB) Invitation(ctx context.Context, token string) (InvitationView, error) {
@@ -121,14 +125,7 @@ func (db *DB) SetClaimReturnURL(ctx context.Context, orgID, returnURL string) er
 	if returnURL != "" {
 		ret = &returnURL
 	}
-	tag, err := db.Pool.Exec(ctx, `UPDATE organizations SET claim_return_url = $2 WHERE id = $1`, orgID, ret)
-	if err != nil {
-		return fmt.Errorf("set claim return URL: %w", err)
-	}
-	if tag.RowsAffected() == 0 {
-		return events.Errorf(events.CodeNotFound, "organization %s not found", orgID)
-	}
-	return nil
+	return db.setOrganization(ctx, orgID, "claim_return_url", ret)
 }
 
 // CheckReturnURL accepts "" (none) or an absolute https URL with a host

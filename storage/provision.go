@@ -45,12 +45,18 @@ func (db *DB) CreateOrganization(ctx context.Context, name string, seatPricing, 
 // with 403 FeatureNotEnabled (as Polar); its seats, invitations and links
 // are kept, and work again once it is back on.
 func (db *DB) SetSeatPricing(ctx context.Context, orgID string, on bool) error {
+	return db.setOrganization(ctx, orgID, "seat_based_pricing", on)
+}
+
+// setOrganization sets one column of an organization, named by the caller
+// (never by input), reporting a malformed or unknown id as such.
+func (db *DB) setOrganization(ctx context.Context, orgID, column string, value any) error {
 	if _, ok := events.ParseUUID(orgID); !ok {
 		return events.Errorf(events.CodeInvalid, "organization id %q is not a UUID", orgID)
 	}
-	tag, err := db.Pool.Exec(ctx, `UPDATE organizations SET seat_based_pricing = $2 WHERE id = $1`, orgID, on)
+	tag, err := db.Pool.Exec(ctx, `UPDATE organizations SET `+column+` = $2 WHERE id = $1`, orgID, value)
 	if err != nil {
-		return fmt.Errorf("set seat-based pricing: %w", err)
+		return fmt.Errorf("set organization %s: %w", column, err)
 	}
 	if tag.RowsAffected() == 0 {
 		return events.Errorf(events.CodeNotFound, "organization %s not found", orgID)
